@@ -1,0 +1,364 @@
+// Package childapi is the channel through which a child program reports
+// metrics, info, a result, artifacts and resources to the sacred wrapper.
+//
+// The wrapper listens on a Unix socket in a private directory (0700, socket
+// 0600) and passes its path to the child in SACRED_SOCKET. Any process of the
+// child's tree may connect, several at once, and writes one JSON object per
+// line; see docs/child-api.md for the protocol. The same package holds the
+// client used by `sacred log`.
+package childapi
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sacred-go/sacred/pkg/observer"
+)
+
+// Environment variables handed to the child.
+const (
+	EnvSocket = "SACRED_SOCKET"
+	EnvRunID  = "SACRED_RUN_ID"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxPending = 100_000
+	DefaultMaxLine    = 16 << 20
+	DefaultCloseWait  = 2 * time.Second
+	// maxWarnings caps the warnings written per run, so that a child that
+	// sends millions of bad lines cannot flood the terminal.
+	maxWarnings = 100
+)
+
+// Options configure a Server.
+type Options struct {
+	// Dir is the parent of the private socket directory ("" = os.TempDir()).
+	Dir string
+	// Cwd resolves relative artifact and resource paths sent over the
+	// socket: the directory the child was started in. Clients that may
+	// change directory (like `sacred log`) send absolute paths.
+	Cwd string
+	// ArtifactDir is where artifact copies are taken. "" = a directory
+	// inside the private socket directory, removed by Cleanup.
+	ArtifactDir string
+	// Warn receives one-line warnings "sacred: child API: <problem>".
+	// Nil discards them.
+	Warn io.Writer
+	// OnArtifact is called in report order, after the copy was taken
+	// (ev.Path is the copy, ev.OrigPath the absolute original).
+	OnArtifact func(observer.ArtifactEvent)
+	// OnResource is called in report order with the md5 computed.
+	OnResource func(observer.ResourceEvent)
+	// MaxPending is the number of metric points held before Flush fires
+	// (default DefaultMaxPending). At twice this number the readers stop
+	// reading until DrainMetrics is called, so memory stays bounded.
+	MaxPending int
+	// MaxLine caps the length of one line (default DefaultMaxLine).
+	MaxLine int
+	// CloseWait bounds how long Close waits for connected clients to
+	// finish (default DefaultCloseWait).
+	CloseWait time.Duration
+}
+
+// Server receives the messages of one run.
+type Server struct {
+	o       Options
+	dir     string // private directory holding the socket
+	path    string
+	ln      *net.UnixListener
+	flush   chan struct{}
+	artDir  string
+	artLock sync.Mutex // orders artifact and resource events
+	artSeq  int
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when pending shrinks or the server closes
+	closing  bool
+	conns    map[net.Conn]struct{}
+	nextConn int
+	pending  []observer.MetricSeries
+	index    map[string]int   // name → position in pending
+	counter  map[string]int64 // name → last step, for Sacred's step rule
+	npending int
+	info     map[string]any
+	result   any
+	hasRes   bool
+
+	warnMu     sync.Mutex
+	warnings   int
+	suppressed int
+
+	wg        sync.WaitGroup // connection readers
+	acceptWG  sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Listen creates the private socket directory and starts accepting clients.
+func Listen(o Options) (*Server, error) {
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultMaxLine
+	}
+	if o.CloseWait <= 0 {
+		o.CloseWait = DefaultCloseWait
+	}
+	if o.Cwd == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("child API: working directory: %w", err)
+		}
+		o.Cwd = wd
+	}
+	dir, err := os.MkdirTemp(o.Dir, "sacred-")
+	if err != nil {
+		return nil, fmt.Errorf("child API: create socket directory: %w", err)
+	}
+	// MkdirTemp already uses 0700; Chmod makes it independent of that detail.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("child API: protect socket directory: %w", err)
+	}
+	path := filepath.Join(dir, "api.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("child API: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("child API: protect socket: %w", err)
+	}
+	artDir := o.ArtifactDir
+	if artDir == "" {
+		artDir = filepath.Join(dir, "artifacts")
+	}
+	if err := os.MkdirAll(artDir, 0o700); err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("child API: create artifact directory: %w", err)
+	}
+	s := &Server{
+		o:       o,
+		dir:     dir,
+		path:    path,
+		ln:      ln,
+		flush:   make(chan struct{}, 1),
+		artDir:  artDir,
+		conns:   map[net.Conn]struct{}{},
+		index:   map[string]int{},
+		counter: map[string]int64{},
+		info:    map[string]any{},
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.acceptWG.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Path is the socket path, to be passed in SACRED_SOCKET.
+func (s *Server) Path() string { return s.path }
+
+// Env returns the environment entry that points a child at this server.
+func (s *Server) Env() string { return EnvSocket + "=" + s.path }
+
+// Flush receives when MaxPending points are waiting: the runner should then
+// beat early (or at least call DrainMetrics).
+func (s *Server) Flush() <-chan struct{} { return s.flush }
+
+// Cleanup removes the private directory, including artifact copies taken
+// there when Options.ArtifactDir was empty. Call it after the observers
+// are done with the artifacts.
+func (s *Server) Cleanup() error {
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("child API: remove %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *Server) acceptLoop() {
+	defer s.acceptWG.Done()
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (EMFILE and the like): say so and go on;
+			// the listener is only closed by Close.
+			s.warnf("accept: %v", err)
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // back off, do not spin on EMFILE
+			continue
+		}
+		s.serve(c)
+	}
+}
+
+// serve registers a connection and starts its reader.
+func (s *Server) serve(c net.Conn) {
+	s.mu.Lock()
+	s.nextConn++
+	id := s.nextConn
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.readConn(c, id)
+}
+
+// readConn reads one client line by line until EOF.
+func (s *Server) readConn(c net.Conn, id int) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	var long []byte // a line longer than the reader's buffer
+	lineNo := 0
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if len(long)+len(chunk) > s.o.MaxLine {
+				lineNo++
+				s.warnf("client %d line %d: longer than %d bytes; skipped", id, lineNo, s.o.MaxLine)
+				long = long[:0]
+				if !skipLine(r) {
+					return
+				}
+				continue
+			}
+			long = append(long, chunk...)
+			continue
+		}
+		if err != nil {
+			if n := len(long) + len(chunk); n > 0 && len(bytes.TrimSpace(append(long, chunk...))) > 0 {
+				lineNo++
+				s.warnf("client %d line %d: client disconnected in the middle of a line (%d bytes without a newline); line dropped", id, lineNo, n)
+			}
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.warnf("client %d: read: %v", id, err)
+			}
+			return
+		}
+		line := chunk
+		if len(long) > 0 {
+			if len(long)+len(chunk) > s.o.MaxLine {
+				lineNo++
+				s.warnf("client %d line %d: longer than %d bytes; skipped", id, lineNo, s.o.MaxLine)
+				long = long[:0]
+				continue
+			}
+			long = append(long, chunk...)
+			line = long
+		}
+		lineNo++
+		if reply := s.handleLine(line, id, lineNo); reply != nil {
+			if _, err := c.Write(reply); err != nil {
+				s.warnf("client %d: reply: %v", id, err)
+			}
+		}
+		long = long[:0]
+		if cap(long) > 1<<20 {
+			long = nil // do not keep a huge buffer for a client that sent one long line
+		}
+	}
+}
+
+// skipLine discards input up to and including the next newline. It returns
+// false at the end of input.
+func skipLine(r *bufio.Reader) bool {
+	for {
+		_, err := r.ReadSlice('\n')
+		if err == nil {
+			return true
+		}
+		if err != bufio.ErrBufferFull {
+			return false
+		}
+	}
+}
+
+// Close stops accepting, waits (at most Options.CloseWait) for connected
+// clients to send what they have, then returns. DrainMetrics, Info and
+// Result keep working after Close.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		// Connections already queued by the kernel were made by the child
+		// before it exited: take them before closing the listener.
+		drainBacklog(s)
+		s.mu.Lock()
+		s.closing = true
+		s.cond.Broadcast() // readers waiting for a drain go on
+		s.mu.Unlock()
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("child API: close listener: %w", err)
+		}
+		s.acceptWG.Wait()
+		os.Remove(s.path)
+
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		t := time.NewTimer(s.o.CloseWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			// A process of the child's tree still holds a connection open:
+			// stop reading it. Lines already complete are processed.
+			s.mu.Lock()
+			n := len(s.conns)
+			for c := range s.conns {
+				c.SetReadDeadline(time.Now())
+			}
+			s.mu.Unlock()
+			s.warnf("%d client(s) still connected after %v; stopped reading them", n, s.o.CloseWait)
+			<-done
+		}
+		s.warnMu.Lock()
+		if s.suppressed > 0 && s.o.Warn != nil {
+			fmt.Fprintf(s.o.Warn, "sacred: child API: %d more warning(s) suppressed\n", s.suppressed)
+		}
+		s.warnMu.Unlock()
+	})
+	return s.closeErr
+}
+
+// warnf writes one warning line, up to maxWarnings per server.
+func (s *Server) warnf(format string, args ...any) {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if s.o.Warn == nil {
+		return
+	}
+	s.warnings++
+	if s.warnings > maxWarnings {
+		s.suppressed++
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	msg = string(bytes.ReplaceAll([]byte(msg), []byte("\n"), []byte(" ")))
+	fmt.Fprintf(s.o.Warn, "sacred: child API: %s\n", msg)
+	if s.warnings == maxWarnings {
+		fmt.Fprintf(s.o.Warn, "sacred: child API: too many warnings; further ones are counted and reported at the end\n")
+	}
+}

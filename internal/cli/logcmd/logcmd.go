@@ -1,0 +1,189 @@
+// Package logcmd implements `sacred log`, the child API client for shell
+// scripts: each call sends one message to the run it is inside of and
+// returns once the wrapper has processed it.
+package logcmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sacred-go/sacred/internal/childapi"
+)
+
+// Options are the parsed arguments of one `sacred log` call.
+type Options struct {
+	// Kind is metric, info, result, artifact or resource.
+	Kind string
+	// Args are the positional arguments after the kind.
+	Args []string
+	// Step is the metric step; HasStep tells whether --step was given.
+	Step    int64
+	HasStep bool
+	// Name and ContentType are the artifact's --name and --content-type.
+	Name        string
+	ContentType string
+	// Socket is the run's socket ($SACRED_SOCKET); empty outside a run.
+	Socket string
+	// Cwd resolves relative paths ("" = the process's working directory).
+	Cwd string
+}
+
+// NewCmd returns the `log` command with its five subcommands.
+func NewCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Report a metric, info, result, artifact or resource to the current run",
+		Long: "Report to the sacred run this process is part of (through $SACRED_SOCKET).\n" +
+			"Each call returns once the run has processed the message, so a file\n" +
+			"reported as an artifact may be deleted right after.",
+		Args: cobra.NoArgs,
+	}
+	type sub struct {
+		use, short string
+		n          int
+		flags      func(*cobra.Command, *Options)
+	}
+	subs := []struct {
+		kind string
+		sub
+	}{
+		{"metric", sub{"metric NAME VALUE [--step N]", "Log one point of a metric (step: last step + 1 unless given)", 2, func(c *cobra.Command, o *Options) {
+			c.Flags().Int64Var(&o.Step, "step", 0, "step of the point, an integer >= 0")
+		}}},
+		{"info", sub{"info KEY JSON", "Set info[KEY] (dotted: a.b.c) to a JSON value, e.g. '\"text\"' or '{\"a\": 1}'", 2, nil}},
+		{"result", sub{"result JSON", "Set the run's result to a JSON value", 1, nil}},
+		{"artifact", sub{"artifact PATH [--name NAME]", "Store a file the run produced (copied now)", 1, func(c *cobra.Command, o *Options) {
+			c.Flags().StringVar(&o.Name, "name", "", "name in the run (default: the file's base name)")
+			c.Flags().StringVar(&o.ContentType, "content-type", "", "MIME type of the artifact")
+		}}},
+		{"resource", sub{"resource PATH", "Record a file the run read (with its md5)", 1, nil}},
+	}
+	for _, s := range subs {
+		o := &Options{Kind: s.kind}
+		c := &cobra.Command{
+			Use:          s.use,
+			Short:        s.short,
+			Args:         cobra.ExactArgs(s.n),
+			SilenceUsage: true,
+			RunE: func(c *cobra.Command, args []string) error {
+				o.Args = args
+				o.HasStep = c.Flags().Changed("step")
+				o.Socket = os.Getenv(childapi.EnvSocket)
+				return run(o)
+			},
+		}
+		if s.flags != nil {
+			s.flags(c, o)
+		}
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+// message builds the protocol message for opts, checking it as the server
+// would, so that a script gets its error (and exit status 1) right here.
+func message(o *Options) (map[string]any, error) {
+	switch o.Kind {
+	case "metric":
+		name, val := o.Args[0], o.Args[1]
+		if name == "" {
+			return nil, errors.New("metric NAME is empty")
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("metric %q: VALUE %q is not a finite number", name, val)
+		}
+		m := map[string]any{"kind": "metric", "name": name, "value": v}
+		if o.HasStep {
+			if o.Step < 0 {
+				return nil, fmt.Errorf("metric %q: --step %d is negative; give an integer >= 0", name, o.Step)
+			}
+			m["step"] = o.Step
+		}
+		return m, nil
+	case "info":
+		key, val := o.Args[0], o.Args[1]
+		if !json.Valid([]byte(val)) {
+			return nil, fmt.Errorf("info %q: %q is not JSON; quote strings, e.g. '\"%s\"'", key, val, val)
+		}
+		return map[string]any{"kind": "info", "key": key, "value": json.RawMessage(val)}, nil
+	case "result":
+		if !json.Valid([]byte(o.Args[0])) {
+			return nil, fmt.Errorf("result %q is not JSON; quote strings, e.g. '\"%s\"'", o.Args[0], o.Args[0])
+		}
+		return map[string]any{"kind": "result", "value": json.RawMessage(o.Args[0])}, nil
+	case "artifact", "resource":
+		p, err := absPath(o.Cwd, o.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%s %s does not exist", o.Kind, p)
+			}
+			return nil, fmt.Errorf("%s: %w", o.Kind, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s %s is not a regular file", o.Kind, p)
+		}
+		m := map[string]any{"kind": o.Kind, "path": p}
+		if o.Kind == "artifact" {
+			name := o.Name
+			if name == "" {
+				name = filepath.Base(p)
+			}
+			if err := childapi.CheckArtifactName(name); err != nil {
+				return nil, err
+			}
+			m["name"] = name
+			if o.ContentType != "" {
+				m["content_type"] = o.ContentType
+			}
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("unknown kind %q", o.Kind)
+}
+
+// absPath resolves p against cwd, since the wrapper resolves relative paths
+// against the child's start directory, not the caller's.
+func absPath(cwd, p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	if cwd == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("working directory: %w", err)
+		}
+		cwd = wd
+	}
+	return filepath.Join(cwd, p), nil
+}
+
+func run(o *Options) error {
+	msg, err := message(o)
+	if err != nil {
+		return err
+	}
+	if o.Socket == "" {
+		return childapi.ErrNotInRun
+	}
+	c, err := childapi.DialPath(o.Socket)
+	if err != nil {
+		return err
+	}
+	if err := c.Send(msg); err != nil {
+		c.Close()
+		return err
+	}
+	return c.Close()
+}
