@@ -99,3 +99,8 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// Writer is the raw connection, for forwarding bytes that are already
+// protocol lines (`sacred log stream`). Do not mix it with buffered Sends
+// without a Sync in between.
+func (c *Client) Writer() io.Writer { return c.conn }

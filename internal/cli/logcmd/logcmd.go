@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,6 +34,8 @@ type Options struct {
 	Socket string
 	// Cwd resolves relative paths ("" = the process's working directory).
 	Cwd string
+	// Stdin is read by the stream kind.
+	Stdin io.Reader
 }
 
 // NewCmd returns the `log` command with its five subcommands.
@@ -84,6 +87,21 @@ func NewCmd() *cobra.Command {
 		}
 		cmd.AddCommand(c)
 	}
+	so := &Options{Kind: "stream"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "stream",
+		Short: "Forward JSON lines from stdin to the run (for languages without Unix sockets, e.g. R's pipe())",
+		Long: "Forward protocol lines (see docs/child-api.md) from stdin to the run unchanged.\n" +
+			"At the end of input it returns once the run has processed every line.\n" +
+			"Bad lines are reported by the run on its stderr.",
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, _ []string) error {
+			so.Socket = os.Getenv(childapi.EnvSocket)
+			so.Stdin = c.InOrStdin()
+			return run(so)
+		},
+	})
 	return cmd
 }
 
@@ -170,6 +188,9 @@ func absPath(cwd, p string) (string, error) {
 }
 
 func run(o *Options) error {
+	if o.Kind == "stream" {
+		return stream(o)
+	}
 	msg, err := message(o)
 	if err != nil {
 		return err
@@ -186,4 +207,43 @@ func run(o *Options) error {
 		return err
 	}
 	return c.Close()
+}
+
+// stream copies stdin to the socket as it comes (no line buffering, so a
+// long-running producer's metrics reach the run's heartbeats in time).
+func stream(o *Options) error {
+	if o.Socket == "" {
+		return childapi.ErrNotInRun
+	}
+	c, err := childapi.DialPath(o.Socket)
+	if err != nil {
+		return err
+	}
+	w := &lastByte{w: c.Writer()}
+	_, err = io.Copy(w, o.Stdin)
+	if err == nil && w.n > 0 && w.last != '\n' {
+		// Input that ends without a newline still ends its last line.
+		_, err = w.Write([]byte{'\n'})
+	}
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("stream: %w", err)
+	}
+	return c.Close()
+}
+
+// lastByte remembers the last byte written through it.
+type lastByte struct {
+	w    io.Writer
+	n    int64
+	last byte
+}
+
+func (l *lastByte) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if n > 0 {
+		l.n += int64(n)
+		l.last = p[n-1]
+	}
+	return n, err
 }
