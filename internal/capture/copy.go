@@ -1,0 +1,136 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// stream copies one output stream of the child.
+type stream struct {
+	c    *Capture
+	in   *os.File
+	out  *rawOut // nil when the wrapper's stream is unusable
+	tail *ring   // nil for stdout in pipe mode
+	pty  bool    // EIO on read means the child side closed
+}
+
+// copyLoop is the portable path: read a chunk, write it through, append it
+// to the spool and the tail, with one buffer reused for every chunk.
+func (s *stream) copyLoop() {
+	buf := make([]byte, bufSize)
+	for {
+		n, err := s.in.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			// The terminal first: the user sees output as soon as it exists.
+			s.passThrough(chunk)
+			s.c.spool.write(chunk)
+			s.tail.write(chunk)
+		}
+		if err != nil {
+			s.readDone(err)
+			return
+		}
+	}
+}
+
+// passThrough writes p to the wrapper's stream; after a failure that stream
+// is skipped, so the child keeps running and the spool keeps filling.
+func (s *stream) passThrough(p []byte) {
+	if s.out == nil {
+		return
+	}
+	if err := s.out.write(p); err != nil {
+		s.c.notePassErr(fmt.Errorf("capture: write through to %s: %w (the rest of this stream goes to the record only)", s.out.name, err))
+		s.out = nil
+	}
+}
+
+// readDone classifies the error that ended a read loop.
+func (s *stream) readDone(err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+	case s.pty && errors.Is(err, syscall.EIO):
+		// Linux reports EIO on the master once every slave fd is closed.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Drain gave up waiting: stopping is what was asked.
+	default:
+		s.c.noteReadErr(fmt.Errorf("capture: read child output: %w", err))
+	}
+}
+
+// rawOut writes to one of the wrapper's streams with plain write(2) calls.
+// os.File.Write is avoided on purpose: on fd 1 and 2 it turns EPIPE into the
+// wrapper's death by SIGPIPE, and the wrapper must outlive a closed reader to
+// record the run.
+type rawOut struct {
+	name string
+	rc   syscall.RawConn
+}
+
+func newRawOut(f *os.File) *rawOut {
+	if f == nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &rawOut{name: f.Name(), rc: rc}
+}
+
+func (o *rawOut) write(p []byte) error {
+	for len(p) > 0 {
+		var n int
+		var werr error
+		err := o.rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Write(int(fd), p)
+			// EAGAIN: a non-blocking stream is full; the poller waits.
+			return werr != unix.EAGAIN
+		})
+		if err != nil {
+			return err
+		}
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			return werr
+		}
+		if n <= 0 {
+			return io.ErrShortWrite
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// fd runs f with the descriptor of file without switching it to blocking
+// mode, as File.Fd would.
+func withFD(file *os.File, f func(fd int) error) error {
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	is := false
+	withFD(f, func(fd int) error {
+		is = term.IsTerminal(fd)
+		return nil
+	})
+	return is
+}
