@@ -37,15 +37,18 @@ var syncReply = []byte(`{"kind":"sync"}` + "\n")
 
 // handleLine processes one line. It returns bytes to write back to the
 // client, or nil.
-func (s *Server) handleLine(line []byte, conn, lineNo int) []byte {
+func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []byte {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return nil // blank lines are harmless
 	}
 	var m wireMsg
-	if err := json.Unmarshal(line, &m); err != nil {
-		s.warnf("client %d line %d: %s; line ignored: %s", conn, lineNo, describeJSONError(line, err), clip(line))
-		return nil
+	if !parseFlat(line, &m, intern.get) {
+		m = wireMsg{}
+		if err := json.Unmarshal(line, &m); err != nil {
+			s.warnf("client %d line %d: %s; line ignored: %s", conn, lineNo, describeJSONError(line, err), clip(line))
+			return nil
+		}
 	}
 	var err error
 	switch m.Kind {
@@ -72,6 +75,21 @@ func (s *Server) handleLine(line []byte, conn, lineNo int) []byte {
 		s.warnf("client %d line %d: %v", conn, lineNo, err)
 	}
 	return nil
+}
+
+// interner reuses the strings of one connection (metric names, kinds), so
+// that a metric line allocates no new string. It is per connection: no lock.
+type interner map[string]string
+
+func (in *interner) get(b []byte) string {
+	if s, ok := (*in)[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(*in) < 1024 { // bounded: a child that makes up names does not grow it
+		(*in)[s] = s
+	}
+	return s
 }
 
 // describeJSONError names the usual culprits: NaN and Infinity, which

@@ -235,6 +235,7 @@ func (s *Server) readConn(c net.Conn, id int) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var long []byte // a line longer than the reader's buffer
 	lineNo := 0
+	names := interner{}
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -272,7 +273,7 @@ func (s *Server) readConn(c net.Conn, id int) {
 			line = long
 		}
 		lineNo++
-		if reply := s.handleLine(line, id, lineNo); reply != nil {
+		if reply := s.handleLine(line, id, lineNo, &names); reply != nil {
 			if _, err := c.Write(reply); err != nil {
 				s.warnf("client %d: reply: %v", id, err)
 			}
