@@ -1,0 +1,465 @@
+// Package collect gathers what a run records before its child starts: the
+// config and seed (from `with` updates and config files), the experiment
+// (name, sources, git repositories) and the host.
+package collect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ParseUpdates parses the tokens after `with`.
+//
+// A token PATH=VALUE (split at the first '=') sets the nested key a.b.c of
+// PATH. VALUE is read as a JSON/YAML scalar or flow value: 1 → int64,
+// 0.1 and 1e-3 → float64, true/false/True/False → bool, null/None → nil,
+// [1,2] → []any, {a: 1} → map[string]any, "x y" or 'x y' → string; anything
+// else is kept as the raw string (Sacred does the same when literal_eval
+// fails). Whitespace around PATH and VALUE is stripped.
+//
+// A token without '=' that names an existing .json, .yaml or .yml file is a
+// config file. config is built from the files first, merged in the order
+// given (later files win), then the updates are merged over it, so updates
+// always win over files. updates holds the updates alone (Sacred's
+// meta.config_updates); files lists the config files as given (Sacred's
+// meta.named_configs).
+//
+// Any other token is an error that names it. config and updates are never
+// nil when err is nil.
+func ParseUpdates(tokens []string) (config map[string]any, updates map[string]any, files []string, err error) {
+	config = map[string]any{}
+	updates = map[string]any{}
+	for _, tok := range tokens {
+		eq := strings.IndexByte(tok, '=')
+		if eq < 0 {
+			if !isConfigFile(tok) {
+				return nil, nil, nil, fmt.Errorf("with: %q is neither PATH=VALUE nor an existing .json/.yaml/.yml config file", tok)
+			}
+			files = append(files, tok)
+			continue
+		}
+		path := strings.TrimSpace(tok[:eq])
+		parts, perr := splitPath(path)
+		if perr != nil {
+			return nil, nil, nil, fmt.Errorf("with: bad key in %q: %w; write a.b.c=VALUE", tok, perr)
+		}
+		if err := setPath(updates, parts, parseValue(strings.TrimSpace(tok[eq+1:]))); err != nil {
+			return nil, nil, nil, fmt.Errorf("with: cannot apply %q: %w", tok, err)
+		}
+	}
+	for _, f := range files {
+		m, err := loadConfigFile(f)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		mergeInto(config, m)
+	}
+	mergeInto(config, deepCopy(updates).(map[string]any))
+	return config, updates, files, nil
+}
+
+// IsUpdateToken reports whether tok belongs to the updates after `with`: a
+// PATH=VALUE with a well-formed PATH, or an existing config file. The CLI
+// uses it to find where the command starts when there is no `--`.
+func IsUpdateToken(tok string) bool {
+	eq := strings.IndexByte(tok, '=')
+	if eq < 0 {
+		return isConfigFile(tok)
+	}
+	_, err := splitPath(strings.TrimSpace(tok[:eq]))
+	return err == nil
+}
+
+func isConfigFile(tok string) bool {
+	switch strings.ToLower(filepath.Ext(tok)) {
+	case ".json", ".yaml", ".yml":
+	default:
+		return false
+	}
+	fi, err := os.Stat(tok)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// splitPath checks a dotted key path. Parts are restricted to letters,
+// digits, '_' and '-' (not leading) so that a command such as `./x=1` or
+// `--opt=1` is never mistaken for an update, and so that keys stay valid
+// for every store ('.' and a leading '$' are refused by MongoDB).
+func splitPath(path string) ([]string, error) {
+	if path == "" {
+		return nil, fmt.Errorf("empty key")
+	}
+	parts := strings.Split(path, ".")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		parts[i] = p
+		if p == "" {
+			return nil, fmt.Errorf("empty part in %q", path)
+		}
+		for j, r := range p {
+			ok := r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || (j > 0 && r == '-')
+			if !ok {
+				return nil, fmt.Errorf("character %q not allowed in key %q", r, p)
+			}
+		}
+	}
+	return parts, nil
+}
+
+// setPath sets m[a][b][c] = v, creating maps on the way. A prefix that
+// holds a non-map value is an error, as in Sacred (`a=1 a.b=2`).
+func setPath(m map[string]any, parts []string, v any) error {
+	cur := m
+	for i, p := range parts[:len(parts)-1] {
+		next, ok := cur[p]
+		if !ok {
+			nm := map[string]any{}
+			cur[p] = nm
+			cur = nm
+			continue
+		}
+		nm, ok := next.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s is already set to a value that is not a mapping", strings.Join(parts[:i+1], "."))
+		}
+		cur = nm
+	}
+	cur[parts[len(parts)-1]] = v
+	return nil
+}
+
+// mergeInto merges src into dst recursively: mappings merge key by key,
+// anything else in src replaces what dst holds.
+func mergeInto(dst, src map[string]any) {
+	for k, v := range src {
+		sm, sok := v.(map[string]any)
+		dm, dok := dst[k].(map[string]any)
+		if sok && dok {
+			mergeInto(dm, sm)
+			continue
+		}
+		dst[k] = v
+	}
+}
+
+// deepCopy copies maps and slices so config and updates share nothing.
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = deepCopy(e)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+var (
+	intRe   = regexp.MustCompile(`^[-+]?(0|[1-9][0-9_]*)$`)
+	radixRe = regexp.MustCompile(`^[-+]?0[xXoObB][0-9a-fA-F_]+$`)
+	floatRe = regexp.MustCompile(`^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*)([eE][-+]?[0-9]+)?$`)
+)
+
+// parseValue reads one VALUE; see ParseUpdates.
+func parseValue(s string) any {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '"', '\'':
+		if v, ok := quoted(s); ok {
+			return v
+		}
+		return s
+	case '[', '{':
+		if v, ok := parseFlow(s); ok {
+			return v
+		}
+		return s
+	}
+	return plainScalar(s)
+}
+
+// plainScalar reads an unquoted scalar the way Python's literal_eval and
+// YAML/JSON agree on; anything else stays the string itself. Leading zeros
+// ("007") stay strings, as in Python, which keeps ids and zip codes intact.
+func plainScalar(s string) any {
+	switch s {
+	case "true", "True", "TRUE":
+		return true
+	case "false", "False", "FALSE":
+		return false
+	case "null", "Null", "NULL", "None":
+		return nil
+	}
+	if intRe.MatchString(s) || radixRe.MatchString(s) {
+		if n, err := strconv.ParseInt(s, 0, 64); err == nil {
+			return n
+		}
+		return s // too large for int64: keep the digits rather than lose them
+	}
+	if floatRe.MatchString(s) && strings.ContainsAny(s, ".eE") {
+		if f, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64); err == nil && !math.IsInf(f, 0) {
+			return f
+		}
+	}
+	return s
+}
+
+// quoted reads a whole "..." or '...' string with Go/Python backslash
+// escapes; ok is false when anything follows the closing quote.
+func quoted(s string) (string, bool) {
+	if len(s) < 2 || s[len(s)-1] != s[0] {
+		return "", false
+	}
+	if s[0] == '"' {
+		u, err := strconv.Unquote(s)
+		return u, err == nil
+	}
+	// Rewrite '...' as "..." so strconv.Unquote applies the same escapes.
+	var b strings.Builder
+	b.WriteByte('"')
+	inner := s[1 : len(s)-1]
+	for i := 0; i < len(inner); i++ {
+		c := inner[i]
+		switch {
+		case c == '\\' && i+1 < len(inner):
+			if inner[i+1] == '\'' {
+				b.WriteByte('\'')
+			} else {
+				b.WriteByte(c)
+				b.WriteByte(inner[i+1])
+			}
+			i++
+		case c == '\'':
+			return "", false // an unescaped quote ends the string early
+		case c == '"':
+			b.WriteString(`\"`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	u, err := strconv.Unquote(b.String())
+	return u, err == nil
+}
+
+// parseFlow reads a YAML flow collection; ok is false when s is not exactly
+// one such value (trailing text, comments, anchors).
+func parseFlow(s string) (any, bool) {
+	if !closesAtEnd(s) {
+		return nil, false
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, false
+	}
+	n := doc.Content[0]
+	if n.HeadComment != "" || n.LineComment != "" || n.FootComment != "" || doc.FootComment != "" {
+		return nil, false
+	}
+	if (n.Kind != yaml.SequenceNode && n.Kind != yaml.MappingNode) || n.Style&yaml.FlowStyle == 0 {
+		return nil, false
+	}
+	return nodeValue(n)
+}
+
+// closesAtEnd reports whether the bracket opened by s[0] is closed by the
+// last byte of s; yaml.v3 silently ignores text after a flow collection.
+func closesAtEnd(s string) bool {
+	depth := 0
+	var quote byte
+	prev := byte(' ')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if quote != 0 {
+			switch {
+			case quote == '"' && c == '\\':
+				i++
+			case c == quote && quote == '\'' && i+1 < len(s) && s[i+1] == '\'':
+				i++ // '' is an escaped quote in YAML
+			case c == quote:
+				quote = 0
+			}
+			prev = c
+			continue
+		}
+		switch c {
+		case '"', '\'':
+			if strings.IndexByte("[{,: \t", prev) >= 0 {
+				quote = c
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+			if depth == 0 {
+				return i == len(s)-1
+			}
+		}
+		prev = c
+	}
+	return false
+}
+
+func nodeValue(n *yaml.Node) (any, bool) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			return n.Value, true
+		}
+		return plainScalar(n.Value), true
+	case yaml.SequenceNode:
+		s := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, ok := nodeValue(c)
+			if !ok {
+				return nil, false
+			}
+			s = append(s, v)
+		}
+		return s, true
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				return nil, false
+			}
+			v, ok := nodeValue(n.Content[i+1])
+			if !ok {
+				return nil, false
+			}
+			m[k.Value] = v
+		}
+		return m, true
+	default: // aliases and the like: not a plain value
+		return nil, false
+	}
+}
+
+// loadConfigFile reads a .json/.yaml/.yml config file whose top level must
+// be a mapping. Numbers come out as int64 or float64.
+func loadConfigFile(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	var raw any
+	if strings.ToLower(filepath.Ext(path)) == ".json" {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("config file %s is not valid JSON: %w", path, err)
+		}
+	} else if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s is not valid YAML: %w", path, err)
+	}
+	if raw == nil { // an empty file is an empty config
+		return map[string]any{}, nil
+	}
+	v, err := normalize(raw, "")
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("config file %s: top level must be a mapping of names to values, not %T", path, raw)
+	}
+	return m, nil
+}
+
+// normalize turns decoded JSON/YAML into the value types used everywhere
+// in a config (int64, float64, map[string]any, []any) and checks keys.
+func normalize(v any, at string) (any, error) {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n, nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("number %s at %q: %w", x, at, err)
+		}
+		return f, nil
+	case int:
+		return int64(x), nil
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x), nil
+		}
+		return float64(x), nil
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			if err := checkKey(k, at); err != nil {
+				return nil, err
+			}
+			n, err := normalize(e, join(at, k))
+			if err != nil {
+				return nil, err
+			}
+			m[k] = n
+		}
+		return m, nil
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			ks := fmt.Sprint(k)
+			if err := checkKey(ks, at); err != nil {
+				return nil, err
+			}
+			n, err := normalize(e, join(at, ks))
+			if err != nil {
+				return nil, err
+			}
+			m[ks] = n
+		}
+		return m, nil
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			n, err := normalize(e, fmt.Sprintf("%s[%d]", at, i))
+			if err != nil {
+				return nil, err
+			}
+			s[i] = n
+		}
+		return s, nil
+	default:
+		return v, nil
+	}
+}
+
+func join(at, k string) string {
+	if at == "" {
+		return k
+	}
+	return at + "." + k
+}
+
+// checkKey refuses the keys Sacred refuses in a config: they cannot be
+// stored in MongoDB and cannot be addressed with a dotted path.
+func checkKey(k, at string) error {
+	if strings.Contains(k, ".") || strings.HasPrefix(k, "$") || strings.Contains(k, "=") {
+		return fmt.Errorf("key %q at %q must not contain '.' or '=' nor start with '$'", k, at)
+	}
+	return nil
+}
