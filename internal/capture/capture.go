@@ -55,9 +55,13 @@ const bufSize = 256 << 10
 // which only costs speed.
 const pipeSize = 1 << 20
 
-// disableSplice forces the plain read/write path (tests and benchmarks
-// compare the two).
-var disableSplice = false
+// disableSplice selects the plain read/write path over the tee/splice one
+// for stdout in pipe mode. Measured on Linux 6.18 (docs/performance.md), the
+// zero-copy path costs more CPU (tee makes the child's pipe pages shared, so
+// the kernel allocates fresh ones) and is no faster, because both are bound
+// by writing the spool into the page cache; it stays tested behind this
+// switch so it can be re-measured.
+var disableSplice = true
 
 // ParseMode parses the value of the capture-mode option. It accepts pipe,
 // pty and no, plus Sacred's "fd" and "sys" as aliases of pipe. The empty
@@ -107,6 +111,9 @@ type Capture struct {
 	childFD []*os.File
 
 	winch chan os.Signal // pty mode: SIGWINCH, nil when not watched
+	// stopper wakes the zero-copy path (Linux), which waits outside the
+	// Go poller; nil where that path does not exist.
+	stopper *stopper
 
 	mu       sync.Mutex
 	passErr  error // first error writing to the wrapper's streams
@@ -170,6 +177,9 @@ func (c *Capture) Attach(cmd *exec.Cmd) error {
 		cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
 		return nil
 	case ModePipe:
+		if st, err := newStopper(); err == nil {
+			c.stopper = st
+		}
 		for range 2 {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -270,6 +280,7 @@ func (c *Capture) Abort() {
 		f.Close()
 	}
 	c.readers = nil
+	c.stopper.close()
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
@@ -307,6 +318,9 @@ func (c *Capture) stop() {
 			// past wakes a blocked read at once.
 			f.SetReadDeadline(past)
 		}
+		if c.stopper != nil {
+			c.stopper.stop()
+		}
 	})
 }
 
@@ -320,6 +334,7 @@ func (c *Capture) release() {
 		f.Close()
 	}
 	c.readers = nil
+	c.stopper.close()
 }
 
 // Output returns the spool; it is valid until Close.

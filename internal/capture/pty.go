@@ -19,12 +19,12 @@ func openPTY(stdout *os.File) (ptmx, tty *os.File, err error) {
 		return nil, nil, fmt.Errorf("capture: open a pseudo-terminal: %w (use capture mode pipe instead)", err)
 	}
 	err = withFD(tty, func(fd int) error {
-		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err != nil {
 			return err
 		}
 		t.Oflag &^= unix.OPOST
-		return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+		return unix.IoctlSetTermios(fd, ioctlSetTermios, t)
 	})
 	if err != nil {
 		ptmx.Close()

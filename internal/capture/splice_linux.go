@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,213 +20,236 @@ func growPipe(r *os.File) {
 	})
 }
 
+// stopper wakes the zero-copy loops, which wait in poll(2) rather than in
+// the Go poller, when Drain or Close gives up.
+type stopper struct {
+	once sync.Once
+	fd   int // eventfd; readable once stopped
+}
+
+func newStopper() (*stopper, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	return &stopper{fd: fd}, nil
+}
+
+func (s *stopper) stop() {
+	s.once.Do(func() {
+		unix.Write(s.fd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	})
+}
+
+func (s *stopper) close() {
+	if s != nil && s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+}
+
+// wait blocks until fd has one of events or the stopper fired; false means
+// stopped.
+func (s *stopper) wait(fd int, events int16) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(s.fd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(p, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if p[1].Revents != 0 {
+			return false
+		}
+		return true
+	}
+}
+
 // spliceCopy copies the stream without passing the bytes through user
-// space: tee(2) duplicates what the child wrote into a private pipe, which
-// is spliced to the wrapper's stream, then the original bytes are spliced
-// into the spool. It reports false, having consumed nothing, when this path
-// cannot be used; it falls back to copyLoop by itself after a failure of
-// either side, or when the wrapper's stream refuses splice (a terminal, a
-// file opened for append).
+// space, in two goroutines so that writing the spool (a copy into the page
+// cache) overlaps with passing the bytes through:
+//
+//	child pipe --tee(2)--> private pipe --splice(2)--> spool   (spool goroutine)
+//	     \--splice(2)--> wrapper's stream                       (this goroutine)
+//
+// The private pipe bounds what the spool may lag behind (pipeSize bytes of
+// kernel memory). It reports false, having consumed nothing, when this path
+// cannot be set up; copyLoop then runs instead.
 func spliceCopy(s *stream) bool {
 	sp := s.c.spool
-	if sp.f == nil || !sp.usable() || s.out == nil {
+	if sp.f == nil || !sp.usable() || s.out == nil || s.c.stopper == nil {
 		return false
 	}
-	inRC, err := s.in.SyscallConn()
-	if err != nil {
+	inFD, outFD := -1, -1
+	if withFD(s.in, func(fd int) error { inFD = fd; return nil }) != nil {
 		return false
 	}
-	inFD := -1
-	inRC.Control(func(fd uintptr) { inFD = int(fd) })
+	if s.out.rc.Control(func(fd uintptr) { outFD = int(fd) }) != nil {
+		return false
+	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return false
 	}
 	midR, midW := p[0], p[1]
-	defer unix.Close(midR)
-	defer unix.Close(midW)
 	unix.FcntlInt(uintptr(midW), unix.F_SETPIPE_SZ, pipeSize)
 	chunk, err := unix.FcntlInt(uintptr(midW), unix.F_GETPIPE_SZ, 0)
 	if err != nil || chunk <= 0 {
+		unix.Close(midR)
+		unix.Close(midW)
 		return false
 	}
 
-	outSplice := true
-	first := true
-	for {
-		// Wait for data and duplicate it; SPLICE_F_NONBLOCK lets the
-		// poller do the waiting, so a read deadline can stop us.
-		var n int
-		var terr error
-		err := inRC.Read(func(uintptr) bool {
-			var k int64
-			k, terr = unix.Tee(inFD, midW, chunk, unix.SPLICE_F_NONBLOCK)
-			n = int(k)
-			return terr != unix.EAGAIN
-		})
-		if err != nil {
-			s.readDone(err)
-			return true
-		}
-		if terr == unix.EINTR {
-			continue
-		}
-		if terr != nil {
-			if first {
-				return false // nothing consumed: the plain path takes over
-			}
-			s.readDone(terr)
-			return true
-		}
-		first = false
-		if n == 0 {
-			return true // EOF: every writer closed and the pipe is empty
-		}
+	var spoolDone sync.WaitGroup
+	spoolDone.Add(1)
+	go func() {
+		defer spoolDone.Done()
+		spoolFromPipe(s.c, midR, chunk)
+	}()
+	defer func() {
+		// EOF for the spool goroutine, which then drains what is left.
+		unix.Close(midW)
+		spoolDone.Wait()
+		unix.Close(midR)
+	}()
 
-		// The wrapper's stream first.
-		if outSplice {
-			moved, err := spliceOut(s.out, midR, n)
-			if errors.Is(err, unix.EINVAL) && moved == 0 {
-				outSplice = false // not spliceable: write the bytes instead
-			} else if err != nil {
-				s.c.notePassErr(fmt.Errorf("capture: write through to %s: %w (the rest of this stream goes to the record only)", s.out.name, err))
-				s.out = nil
-			}
-			if err != nil {
-				n2 := n - moved
-				if !drainMid(s, midR, n2) {
+	st := s.c.stopper
+	var buf []byte // only when the wrapper's stream refuses splice
+	var null = -1  // /dev/null, once the wrapper's stream failed
+	outSplice := true
+	waitedIn := false
+	defer func() {
+		if null >= 0 {
+			unix.Close(null)
+		}
+	}()
+	for {
+		k, err := unix.Tee(inFD, midW, chunk, unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			// Either the child's pipe is empty or the private pipe is
+			// full: wait for data first, then for room.
+			if !waitedIn {
+				waitedIn = true
+				if !st.wait(inFD, unix.POLLIN) {
+					return true
+				}
+			} else {
+				waitedIn = false
+				if !st.wait(midW, unix.POLLOUT) {
 					return true
 				}
 			}
-		} else if !drainMid(s, midR, n) {
+			continue
+		case err != nil:
+			s.c.noteReadErr(fmt.Errorf("capture: duplicate child output: %w", err))
 			return true
+		case k == 0:
+			return true // every writer closed and the pipe is empty
 		}
+		waitedIn = false
+		n := int(k)
 
-		// Then the spool: the same n bytes, moved out of the child's pipe.
-		left, ok := spliceSpool(sp, inFD, n)
-		if left < 0 {
-			// The spool refuses splice (not a regular file): write this
-			// chunk the plain way and stay on the plain path.
-			if readN(s, inFD, n, false, true) {
-				s.copyLoop()
+		// The same n bytes, now consumed from the child's pipe, go to
+		// the wrapper's stream (or /dev/null once that failed).
+		for n > 0 {
+			if !outSplice {
+				if buf == nil {
+					buf = make([]byte, bufSize)
+				}
+				r, err := unix.Read(inFD, buf[:min(n, len(buf))])
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || r == 0 {
+					s.c.noteReadErr(fmt.Errorf("capture: read child output: %w", err))
+					return true
+				}
+				s.passThrough(buf[:r])
+				n -= r
+				continue
 			}
-			return true
-		}
-		if !ok {
-			// Spool failed: the rest of this chunk, still in the child's
-			// pipe, was already passed through, so it is dropped.
-			if !discard(s, inFD, left) {
-				return true
+			m, err := unix.Splice(inFD, nil, outFD, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == nil && m > 0:
+				n -= int(m)
+			case err == unix.EINTR:
+			case err == unix.EAGAIN:
+				// A non-blocking wrapper stream is full.
+				if !st.wait(outFD, unix.POLLOUT) {
+					return true
+				}
+			case err == unix.EINVAL && null < 0:
+				// A terminal or a file opened for append: no splice.
+				outSplice = false
+			default:
+				if err == nil {
+					err = errors.New("splice moved nothing")
+				}
+				s.c.notePassErr(fmt.Errorf("capture: write through to %s: %w (the rest of this stream goes to the record only)", s.out.name, err))
+				if null < 0 {
+					null, err = unix.Open(os.DevNull, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+					if err != nil {
+						s.c.noteReadErr(fmt.Errorf("capture: open %s: %w", os.DevNull, err))
+						return true
+					}
+				} else {
+					return true
+				}
+				s.out = nil
+				outFD, outSplice = null, true
 			}
-			s.copyLoop()
-			return true
-		}
-		if s.out == nil || !outSplice {
-			// One side is gone or cannot splice: the plain loop is as
-			// good from here on.
-			s.copyLoop()
-			return true
 		}
 	}
 }
 
-// spliceOut moves n bytes from the pipe midR to the wrapper's stream.
-func spliceOut(o *rawOut, midR, n int) (int, error) {
-	moved := 0
-	for moved < n {
-		var k int64
-		var serr error
-		err := o.rc.Write(func(fd uintptr) bool {
-			k, serr = unix.Splice(midR, nil, int(fd), nil, n-moved, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			return serr != unix.EAGAIN
-		})
-		if err != nil {
-			return moved, err
-		}
-		if serr == unix.EINTR {
+// spoolFromPipe moves everything arriving on the private pipe midR to the
+// end of the spool until EOF. After a spool error it keeps reading and
+// dropping, so the pass-through side never blocks on a full private pipe.
+func spoolFromPipe(c *Capture, midR, chunk int) {
+	sp := c.spool
+	spoolFD := int(sp.f.Fd())
+	splice := true
+	var buf []byte
+	for {
+		p := []unix.PollFd{{Fd: int32(midR), Events: unix.POLLIN}}
+		if _, err := unix.Poll(p, -1); err == unix.EINTR {
 			continue
 		}
-		if serr != nil {
-			return moved, serr
-		}
-		if k == 0 {
-			return moved, fmt.Errorf("splice moved nothing")
-		}
-		moved += int(k)
-	}
-	return moved, nil
-}
-
-// drainMid empties n bytes of the private pipe through a buffer, writing
-// them to the wrapper's stream while it is usable. False means a read
-// error, already noted.
-func drainMid(s *stream, midR, n int) bool {
-	return readN(s, midR, n, true, false)
-}
-
-// discard drops n bytes that are waiting in the child's pipe.
-func discard(s *stream, inFD, n int) bool {
-	return readN(s, inFD, n, false, false)
-}
-
-// readN reads n bytes that are known to be in the pipe fd, passing them
-// through when pass is set and appending them to the spool when spool is
-// set. It runs only on the rare switch away from the zero-copy path, so its
-// buffer is not kept.
-func readN(s *stream, fd, n int, pass, spool bool) bool {
-	buf := make([]byte, min(n, bufSize))
-	for n > 0 {
-		k, err := unix.Read(fd, buf[:min(n, len(buf))])
-		if err == unix.EINTR {
+		if splice && sp.usable() {
+			sp.mu.Lock()
+			off := sp.size.Load()
+			k, err := unix.Splice(midR, nil, spoolFD, &off, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == nil && k == 0:
+				sp.mu.Unlock()
+				return
+			case err == nil:
+				sp.size.Store(off)
+			case err == unix.EINTR || err == unix.EAGAIN:
+			case err == unix.EINVAL && off == 0:
+				// The spool is not a regular file: copy through a buffer.
+				splice = false
+			default:
+				sp.fail(fmt.Errorf("capture: write output spool at byte %d: %w (output is still passed through, capture stopped)", off, err))
+			}
+			sp.mu.Unlock()
 			continue
 		}
-		if err == nil && k == 0 {
-			err = fmt.Errorf("unexpected end of pipe with %d bytes missing", n)
+		if buf == nil {
+			buf = make([]byte, bufSize)
 		}
-		if err != nil {
-			s.c.noteReadErr(fmt.Errorf("capture: read child output: %w", err))
-			return false
-		}
-		if pass {
-			s.passThrough(buf[:k])
-		}
-		if spool {
-			s.c.spool.write(buf[:k])
-		}
-		n -= k
-	}
-	return true
-}
-
-// spliceSpool moves n bytes of the child's pipe to the end of the spool.
-// On failure (recorded in the spool) it returns how many bytes were not
-// moved; they stay in the pipe. It returns -1, having moved nothing and
-// recorded nothing, when the spool does not support splice.
-func spliceSpool(sp *spool, inFD, n int) (int, bool) {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if sp.err != nil || sp.closed {
-		return n, false
-	}
-	off := sp.size.Load()
-	total := n
-	for n > 0 {
-		k, err := unix.Splice(inFD, nil, int(sp.f.Fd()), &off, n, unix.SPLICE_F_MOVE)
-		if err == unix.EINTR {
+		k, err := unix.Read(midR, buf)
+		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
-		if err == nil && k == 0 {
-			err = fmt.Errorf("splice moved nothing")
+		if err != nil || k == 0 {
+			if err != nil {
+				c.noteReadErr(fmt.Errorf("capture: read duplicated output: %w", err))
+			}
+			return
 		}
-		if err == unix.EINVAL && n == total {
-			return -1, false
-		}
-		if err != nil {
-			sp.fail(fmt.Errorf("capture: write output spool at byte %d: %w (output is still passed through, capture stopped)", off, err))
-			return n, false
-		}
-		n -= int(k)
-		sp.size.Store(off)
+		sp.write(buf[:k]) // a no-op once the spool failed
 	}
-	return 0, true
 }
