@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,9 @@ func open(ctx context.Context, c *Config) (*sql.DB, error) {
 	var db *sql.DB
 	switch c.dialect {
 	case dialectSQLite:
+		if fi, err := os.Stat(filepath.Dir(c.Database)); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("cannot open %s: the directory %s does not exist", Redact(c.raw), filepath.Dir(c.Database))
+		}
 		q := url.Values{}
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "journal_mode(WAL)")
@@ -104,7 +109,11 @@ func open(ctx context.Context, c *Config) (*sql.DB, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, c.scrub(fmt.Errorf("cannot connect to %s: %w", Redact(c.raw), err))
+		hint := ""
+		if c.dialect != dialectSQLite {
+			hint = " (check that the server runs and the host, port, user, password and database of the URL)"
+		}
+		return nil, c.scrub(fmt.Errorf("cannot connect to %s: %w%s", Redact(c.raw), err, hint))
 	}
 	return db, nil
 }
@@ -120,18 +129,34 @@ func (s *scrubbed) Error() string { return s.msg }
 func (s *scrubbed) Unwrap() error { return s.err }
 
 // scrub makes sure no driver message can leak the password, whatever the
-// driver chose to print.
+// driver chose to print, and makes the message one line (pgx lists each
+// address it tried on a line of its own).
 func (c *Config) scrub(err error) error {
-	if err == nil || c.Password == "" {
-		return err
+	if err == nil {
+		return nil
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, c.Password) && !strings.Contains(msg, url.QueryEscape(c.Password)) {
+	clean := msg
+	if c.Password != "" {
+		clean = strings.ReplaceAll(clean, c.Password, "***")
+		clean = strings.ReplaceAll(clean, url.QueryEscape(c.Password), "***")
+	}
+	if strings.ContainsAny(clean, "\r\n") {
+		var parts []string
+		seen := map[string]bool{}
+		for _, l := range strings.FieldsFunc(clean, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			l = strings.TrimSpace(l)
+			if l != "" && !seen[l] {
+				seen[l] = true
+				parts = append(parts, l)
+			}
+		}
+		clean = strings.Join(parts, " ")
+	}
+	if clean == msg {
 		return err
 	}
-	msg = strings.ReplaceAll(msg, c.Password, "***")
-	msg = strings.ReplaceAll(msg, url.QueryEscape(c.Password), "***")
-	return &scrubbed{msg: msg, err: err}
+	return &scrubbed{msg: clean, err: err}
 }
 
 // rebind turns "?" placeholders into "$n" for PostgreSQL. Our statements
