@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -114,10 +115,12 @@ type Capture struct {
 	// stopper wakes the zero-copy path (Linux), which waits outside the
 	// Go poller; nil where that path does not exist.
 	stopper *stopper
+	tap     io.Writer // gets a copy of stdout; nil when none
 
 	mu       sync.Mutex
 	passErr  error // first error writing to the wrapper's streams
 	readErr  error // first unexpected read error
+	tapErr   error // why the stdout tap was dropped
 	started  bool
 	closed   bool
 	wg       sync.WaitGroup
@@ -214,6 +217,15 @@ func (c *Capture) Attach(cmd *exec.Cmd) error {
 	return fmt.Errorf("capture: unknown mode %q", c.mode)
 }
 
+// TapStdout makes every chunk of the child's stdout (in pty mode, of the
+// merged stream) also go to w, after it was passed through and spooled, for
+// example to scrape metrics from it. w is called from one goroutine, must
+// not block for long, and is dropped after its first error. It must be
+// called before Started; in mode no it has no effect.
+func (c *Capture) TapStdout(w io.Writer) {
+	c.tap = w
+}
+
 // Started is called right after cmd.Start succeeded: it closes the child's
 // ends in the parent and starts copying.
 func (c *Capture) Started() error {
@@ -236,11 +248,11 @@ func (c *Capture) Started() error {
 
 	switch c.mode {
 	case ModePipe:
-		c.startCopier(c.readers[0], c.stdout, nil, true)
-		c.startCopier(c.readers[1], c.stderr, c.tail, false)
+		c.startCopier(c.readers[0], c.stdout, nil, c.tap, true)
+		c.startCopier(c.readers[1], c.stderr, c.tail, nil, false)
 	case ModePTY:
 		c.watchWinsize()
-		c.startCopier(c.readers[0], c.stdout, c.tail, false)
+		c.startCopier(c.readers[0], c.stdout, c.tail, c.tap, false)
 	}
 	go func() {
 		c.wg.Wait()
@@ -250,15 +262,17 @@ func (c *Capture) Started() error {
 }
 
 // startCopier runs one stream's copy loop in its own goroutine. fast allows
-// the zero-copy path (used for stdout, whose bytes the tail does not need).
-func (c *Capture) startCopier(in, out *os.File, tail *ring, fast bool) {
+// the zero-copy path (stdout, whose bytes neither the tail nor a tap needs).
+func (c *Capture) startCopier(in, out *os.File, tail *ring, tap io.Writer, fast bool) {
 	s := &stream{
 		c:    c,
 		in:   in,
 		out:  newRawOut(out),
 		tail: tail,
+		tap:  tap,
 		pty:  c.mode == ModePTY,
 	}
+	fast = fast && tap == nil
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -356,6 +370,13 @@ func (c *Capture) PassErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.passErr
+}
+
+// TapErr returns the error that made the stdout tap be dropped, or nil.
+func (c *Capture) TapErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tapErr
 }
 
 // ReadErr returns the first unexpected error reading the child's output, or

@@ -665,3 +665,94 @@ func TestFoldCR(t *testing.T) {
 		}
 	}
 }
+
+// lineTap records what it gets; it fails after failAfter writes when set.
+type lineTap struct {
+	got       bytes.Buffer
+	writes    int
+	failAfter int
+}
+
+func (l *lineTap) Write(p []byte) (int, error) {
+	l.writes++
+	if l.failAfter > 0 && l.writes > l.failAfter {
+		return 0, errors.New("tap broken")
+	}
+	return l.got.Write(p)
+}
+
+// The tap sees stdout exactly (not stderr), in both pipe paths and pty mode.
+func TestTapStdout(t *testing.T) {
+	script := `printf 'loss=1\n'; printf 'noise\n' >&2; printf 'loss=\0002\r\n'`
+	for _, tc := range []struct {
+		name   string
+		mode   Mode
+		splice bool
+		want   string
+	}{
+		{"pipe", ModePipe, false, "loss=1\nloss=\x002\r\n"},
+		{"pipe-splice-allowed", ModePipe, true, "loss=1\nloss=\x002\r\n"},
+		{"pty", ModePTY, false, "loss=1\nnoise\nloss=\x002\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			withSplice(t, tc.splice)
+			stdout := tempFile(t, "out", 0)
+			c, err := New(Options{Mode: tc.mode, Stdout: stdout, Stderr: tempFile(t, "err", 0), SpoolDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			tap := &lineTap{}
+			c.TapStdout(tap)
+			cmd := exec.Command("sh", "-c", script)
+			c.Attach(cmd)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			c.Started()
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := tap.got.String(); got != tc.want {
+				t.Errorf("tap got %q; want %q", got, tc.want)
+			}
+			if c.TapErr() != nil {
+				t.Errorf("TapErr = %v", c.TapErr())
+			}
+		})
+	}
+}
+
+// A failing tap is dropped; output and capture go on.
+func TestTapFailure(t *testing.T) {
+	stdout := tempFile(t, "out", 0)
+	c, err := New(Options{Mode: ModePipe, Stdout: stdout, Stderr: tempFile(t, "err", 0), SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tap := &lineTap{failAfter: 1}
+	c.TapStdout(tap)
+	// More than one copy buffer, so more than one chunk.
+	const size = 4 * bufSize
+	cmd := exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' a", size))
+	c.Attach(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.Started()
+	cmd.Wait()
+	c.Drain(context.Background())
+	if got := fileBytes(t, stdout); len(got) != size || bytes.Count(got, []byte("a")) != size {
+		t.Errorf("passed through %d bytes; want %d", len(got), size)
+	}
+	if got := spoolBytes(t, c); len(got) != size || bytes.Count(got, []byte("a")) != size {
+		t.Errorf("spool has %d bytes; want %d", len(got), size)
+	}
+	if c.TapErr() == nil || tap.writes != 2 {
+		t.Errorf("TapErr = %v after %d writes; want an error after 2", c.TapErr(), tap.writes)
+	}
+}

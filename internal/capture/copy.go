@@ -17,7 +17,8 @@ type stream struct {
 	in   *os.File
 	out  *rawOut // nil when the wrapper's stream is unusable
 	tail *ring   // nil for stdout in pipe mode
-	pty  bool    // EIO on read means the child side closed
+	tap  io.Writer
+	pty  bool // EIO on read means the child side closed
 }
 
 // copyLoop is the portable path: read a chunk, write it through, append it
@@ -32,6 +33,7 @@ func (s *stream) copyLoop() {
 			s.passThrough(chunk)
 			s.c.spool.write(chunk)
 			s.tail.write(chunk)
+			s.toTap(chunk)
 		}
 		if err != nil {
 			s.readDone(err)
@@ -49,6 +51,19 @@ func (s *stream) passThrough(p []byte) {
 	if err := s.out.write(p); err != nil {
 		s.c.notePassErr(fmt.Errorf("capture: write through to %s: %w (the rest of this stream goes to the record only)", s.out.name, err))
 		s.out = nil
+	}
+}
+
+// toTap hands a chunk to the tap, dropping the tap after its first error.
+func (s *stream) toTap(p []byte) {
+	if s.tap == nil {
+		return
+	}
+	if _, err := s.tap.Write(p); err != nil {
+		s.c.mu.Lock()
+		s.c.tapErr = fmt.Errorf("capture: stdout tap: %w (no more output goes to it)", err)
+		s.c.mu.Unlock()
+		s.tap = nil
 	}
 }
 

@@ -22,4 +22,3 @@ func TestSpoolDiskFull(t *testing.T) {
 		})
 	}
 }
-
