@@ -134,15 +134,15 @@ func describeRepo(root string) (*observer.Repository, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read index: %w", err)
 	}
-	fileMode := true
+	// core.filemode and core.trustctime as git reads them (defaults true;
+	// git init writes filemode=false on Windows).
+	fileMode, trustCtime := runtime.GOOS != "windows", true
 	if cfg, err := repo.Config(); err == nil {
-		if v := cfg.Raw.Section("core").Options.Get("filemode"); v != "" {
-			fileMode = parseGitBool(v, true)
-		} else if runtime.GOOS == "windows" {
-			fileMode = false
-		}
+		core := cfg.Raw.Section("core").Options
+		fileMode = parseGitBool(core.Get("filemode"), fileMode)
+		trustCtime = parseGitBool(core.Get("trustctime"), trustCtime)
 	}
-	out.Dirty, err = dirty(wtRoot, idx, headTree, fileMode)
+	out.Dirty, err = dirty(wtRoot, idx, headTree, fileMode, trustCtime)
 	if err != nil {
 		return nil, err
 	}
@@ -179,12 +179,12 @@ func remoteURL(repo *git.Repository, wtRoot string) string {
 
 // dirty compares HEAD with the index, then the index with the working tree,
 // and stops at the first difference.
-func dirty(root string, idx *index.Index, head *object.Tree, fileMode bool) (bool, error) {
+func dirty(root string, idx *index.Index, head *object.Tree, fileMode, trustCtime bool) (bool, error) {
 	d, err := indexDiffersFromHead(idx, head)
 	if err != nil || d {
 		return d, err
 	}
-	return worktreeDiffersFromIndex(root, idx, fileMode)
+	return worktreeDiffersFromIndex(root, idx, fileMode, trustCtime)
 }
 
 func indexDiffersFromHead(idx *index.Index, head *object.Tree) (bool, error) {
@@ -252,7 +252,7 @@ func normMode(m filemode.FileMode) filemode.FileMode {
 // stat data (size, mtime, mode) means unchanged, unless the file may have
 // changed in the same instant the index was written ("racily clean"), in
 // which case, as for any stat difference, the content is hashed.
-func worktreeDiffersFromIndex(root string, idx *index.Index, fileMode bool) (bool, error) {
+func worktreeDiffersFromIndex(root string, idx *index.Index, fileMode, trustCtime bool) (bool, error) {
 	for _, e := range idx.Entries {
 		if e.SkipWorktree {
 			continue
@@ -265,7 +265,7 @@ func worktreeDiffersFromIndex(root string, idx *index.Index, fileMode bool) (boo
 			}
 			return false, fmt.Errorf("stat %s: %w", e.Name, err)
 		}
-		changed, err := entryChanged(p, e, fi, idx, fileMode)
+		changed, err := entryChanged(p, e, fi, idx, fileMode, trustCtime)
 		if err != nil || changed {
 			return changed, err
 		}
@@ -273,7 +273,7 @@ func worktreeDiffersFromIndex(root string, idx *index.Index, fileMode bool) (boo
 	return false, nil
 }
 
-func entryChanged(p string, e *index.Entry, fi fs.FileInfo, idx *index.Index, fileMode bool) (bool, error) {
+func entryChanged(p string, e *index.Entry, fi fs.FileInfo, idx *index.Index, fileMode, trustCtime bool) (bool, error) {
 	switch e.Mode {
 	case filemode.Submodule:
 		if !fi.IsDir() {
@@ -293,6 +293,9 @@ func entryChanged(p string, e *index.Entry, fi fs.FileInfo, idx *index.Index, fi
 		}
 	}
 	sameStat := uint32(fi.Size()) == e.Size && fi.ModTime().Equal(e.ModifiedAt)
+	if ct, ok := statCtime(fi); sameStat && ok && trustCtime {
+		sameStat = ct.Equal(e.CreatedAt)
+	}
 	if sameStat && (idx.ModTime.IsZero() || fi.ModTime().Before(idx.ModTime)) {
 		return false, nil
 	}
