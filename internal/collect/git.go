@@ -1,6 +1,8 @@
 package collect
 
 import (
+	"bytes"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-git/go-billy/v5"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -130,7 +133,7 @@ func describeRepo(root string) (*observer.Repository, error) {
 		}
 	}
 
-	idx, err := repo.Storer.Index()
+	idx, err := readIndex(repo)
 	if err != nil {
 		return nil, fmt.Errorf("read index: %w", err)
 	}
@@ -147,6 +150,44 @@ func describeRepo(root string) (*observer.Repository, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// readIndex reads the index through go-git, and copes with an index
+// written with index.skipHash (git 2.40+, implied by feature.manyFiles):
+// its trailing checksum is all zeros, which go-git rejects.
+func readIndex(repo *git.Repository) (*index.Index, error) {
+	idx, err := repo.Storer.Index()
+	if err == nil || !errors.Is(err, index.ErrInvalidChecksum) {
+		return idx, err
+	}
+	st, ok := repo.Storer.(interface{ Filesystem() billy.Filesystem })
+	if !ok {
+		return nil, err
+	}
+	fsys := st.Filesystem()
+	f, ferr := fsys.Open("index")
+	if ferr != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, ferr := io.ReadAll(f)
+	if ferr != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), ferr)
+	}
+	n := len(data) - sha1.Size
+	if n < 0 || !bytes.Equal(data[n:], make([]byte, sha1.Size)) {
+		return nil, err // a real checksum mismatch: the index is corrupt
+	}
+	sum := sha1.Sum(data[:n])
+	copy(data[n:], sum[:])
+	idx = &index.Index{}
+	if derr := index.NewDecoder(bytes.NewReader(data)).Decode(idx); derr != nil {
+		return nil, derr
+	}
+	if fi, serr := fsys.Stat("index"); serr == nil {
+		idx.ModTime = fi.ModTime()
+	}
+	return idx, nil
 }
 
 func parseGitBool(v string, def bool) bool {

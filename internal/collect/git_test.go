@@ -176,6 +176,64 @@ func TestGitDirtyMatchesGit(t *testing.T) {
 	}
 }
 
+func TestGitSkipHashIndex(t *testing.T) {
+	needGit(t)
+	dir := newRepo(t)
+	// index.skipHash (git 2.40+) leaves the trailing checksum zeroed.
+	p := filepath.Join(dir, ".git", "index")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(data[len(data)-20:], make([]byte, 20))
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repos, err := Git([]string{dir})
+	if err != nil || len(repos) != 1 || repos[0].Dirty {
+		t.Fatalf("clean repository with a skipHash index: %+v, %v", repos, err)
+	}
+	writeFile(t, filepath.Join(dir, "train.py"), "changed\n")
+	repos, err = Git([]string{dir})
+	if err != nil || len(repos) != 1 || !repos[0].Dirty {
+		t.Fatalf("dirty repository with a skipHash index: %+v, %v", repos, err)
+	}
+	// A wrong, non-zero checksum is still an error.
+	data[len(data)-1] = 1
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Git([]string{dir}); err == nil {
+		t.Error("corrupt index accepted")
+	}
+}
+
+func TestGitSubmodule(t *testing.T) {
+	needGit(t)
+	lib := newRepo(t)
+	dir := newRepo(t)
+	gitCmd(t, dir, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "lib")
+	gitCmd(t, dir, "commit", "-q", "-m", "submodule")
+	repos, err := Git([]string{dir})
+	if err != nil || len(repos) != 1 || repos[0].Dirty || gitDirty(t, dir) {
+		t.Fatalf("clean with submodule: %+v, %v", repos, err)
+	}
+	// Moving the submodule's HEAD shows in git diff of the superproject.
+	sub := filepath.Join(dir, "lib")
+	writeFile(t, filepath.Join(sub, "new.py"), "1\n")
+	gitCmd(t, sub, "add", ".")
+	gitCmd(t, sub, "commit", "-q", "-m", "moved")
+	repos, err = Git([]string{filepath.Join(dir, "train.py")})
+	if err != nil || len(repos) != 1 || !repos[0].Dirty || !gitDirty(t, dir) {
+		t.Fatalf("moved submodule: %+v, %v", repos, err)
+	}
+	// A path inside the submodule describes the submodule itself.
+	repos, err = Git([]string{filepath.Join(sub, "new.py")})
+	if err != nil || len(repos) != 1 || repos[0].Dirty || repos[0].Commit != strings.TrimSpace(gitCmd(t, sub, "rev-parse", "HEAD")) {
+		t.Fatalf("inside submodule: %+v, %v", repos, err)
+	}
+}
+
 func TestGitNoCommits(t *testing.T) {
 	needGit(t)
 	dir := t.TempDir()
