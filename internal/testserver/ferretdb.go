@@ -121,4 +121,3 @@ func hostOf(uri string) (string, error) {
 	}
 	return rest, nil
 }
-
