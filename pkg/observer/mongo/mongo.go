@@ -854,7 +854,11 @@ func (o *Observer) storeArtifact(ctx context.Context, ev *observer.ArtifactEvent
 	name := artifactFileName(o.cfg.Runs, o.idStr, ev.Name)
 	ct := ev.ContentType
 	if ct == "" {
-		ct = mime.TypeByExtension(filepath.Ext(ev.Name))
+		// Go's table says "text/plain; charset=utf-8"; Sacred's guess has
+		// no parameters.
+		if mt, _, err := mime.ParseMediaType(mime.TypeByExtension(filepath.Ext(ev.Name))); err == nil {
+			ct = mt
+		}
 	}
 	meta := bson.D{}
 	if ev.Metadata != nil {
