@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
 
 func TestMarshalTable(t *testing.T) {
@@ -217,29 +219,9 @@ func TestUnmarshal(t *testing.T) {
 	}
 }
 
-// findGolden returns the file-storage records Python Sacred wrote (see
-// shared/golden): $SACRED_GOLDEN, or shared/golden in the working directory
-// or any directory above it (CI keeps shared/ beside the checkout).
+// findGolden returns the file-storage records Python Sacred wrote.
 func findGolden(t testing.TB) []string {
-	t.Helper()
-	root := os.Getenv("SACRED_GOLDEN")
-	if root == "" {
-		dir, _ := os.Getwd()
-		for dir != "" {
-			if fi, err := os.Stat(filepath.Join(dir, "shared", "golden", "fs")); err == nil && fi.IsDir() {
-				root = filepath.Join(dir, "shared", "golden")
-				break
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	if root == "" {
-		t.Skip("golden records not found (set SACRED_GOLDEN)")
-	}
+	root := observertest.Golden(t)
 	return []string{filepath.Join(root, "fs"), filepath.Join(root, "fs-extra")}
 }
 

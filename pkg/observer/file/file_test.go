@@ -567,30 +567,9 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-// goldenRoot finds shared/golden: $SACRED_GOLDEN, or in the working
-// directory or a parent (CI keeps shared/ beside the checkout).
-func goldenRoot(t testing.TB) string {
-	t.Helper()
-	if env := os.Getenv("SACRED_GOLDEN"); env != "" {
-		return env
-	}
-	dir, _ := os.Getwd()
-	for {
-		p := filepath.Join(dir, "shared", "golden")
-		if fi, err := os.Stat(filepath.Join(p, "fs")); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("golden records not found (set SACRED_GOLDEN)")
-		}
-		dir = parent
-	}
-}
-
 // TestReadGolden reads the runs Python Sacred wrote.
 func TestReadGolden(t *testing.T) {
-	root := goldenRoot(t)
+	root := observertest.Golden(t)
 	wantStatus := map[string][]string{
 		"fs":       {"COMPLETED", "FAILED", "INTERRUPTED"},
 		"fs-extra": {"COMPLETED", "FAILED", "COMPLETED", "FAILED", "COMPLETED"},
@@ -707,7 +686,7 @@ func TestReadQueuedSacredRun(t *testing.T) {
 // cout.txt exactly, and run.json exactly except host and meta, which hold
 // facts of ours instead of Python's (checked key by key).
 func TestReplayGolden(t *testing.T) {
-	root := goldenRoot(t)
+	root := observertest.Golden(t)
 	for _, rel := range []string{"fs/1", "fs/2", "fs/3", "fs-extra/3", "fs-extra/5"} {
 		t.Run(rel, func(t *testing.T) { replay(t, filepath.Join(root, rel)) })
 	}

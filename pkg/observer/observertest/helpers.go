@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -334,4 +335,27 @@ func equalNorm(a, b any) bool {
 		return true
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// Golden returns the directory of the records Python Sacred wrote
+// (shared/golden: fs, fs-extra, mongo, sql, tiny): $SACRED_GOLDEN, or
+// shared/golden in the working directory or any directory above it (CI
+// keeps shared/ beside the checkout). It skips the test when there is none.
+func Golden(t testing.TB) string {
+	t.Helper()
+	if env := os.Getenv("SACRED_GOLDEN"); env != "" {
+		return env
+	}
+	dir, _ := os.Getwd()
+	for {
+		p := filepath.Join(dir, "shared", "golden")
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("golden records not found (set SACRED_GOLDEN)")
+		}
+		dir = parent
+	}
 }

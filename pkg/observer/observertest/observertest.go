@@ -54,7 +54,9 @@ type Store struct {
 	// Break, when set, makes the store fail from now on (e.g. close the
 	// server, chmod a dir); the suite then checks that events return
 	// errors instead of panicking or hanging, and that nothing already
-	// written is corrupted.
+	// written is corrupted. Reader is still called after Break: it should
+	// read what was kept (the file store's follows the moved directory),
+	// or return a reader whose calls fail, and then that check is skipped.
 	Break func(t *testing.T)
 	// NoMetrics / NoOutput: set when the store cannot keep metrics or
 	// output.
