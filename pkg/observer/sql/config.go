@@ -54,7 +54,7 @@ const urlHelp = "use postgresql://USER:PASSWORD@HOST:PORT/DB, mysql://USER:PASSW
 
 // urlError builds one line naming the problem and the redacted URL.
 func urlError(raw, format string, args ...any) error {
-	return fmt.Errorf("%w %q: %s (%s)", errURL, Redact(raw), fmt.Sprintf(format, args...), urlHelp)
+	return fmt.Errorf("%w %q: %s", errURL, Redact(raw), fmt.Sprintf(format, args...))
 }
 
 // dialects maps SQLAlchemy dialect names to ours; the driver after "+" is
@@ -78,12 +78,12 @@ func ParseURL(raw string) (*Config, error) {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, urlError(raw, "missing \"://\" after the dialect name")
+		return nil, urlError(raw, "missing \"://\" after the dialect name (%s)", urlHelp)
 	}
 	name, driver, _ := strings.Cut(strings.ToLower(scheme), "+")
 	d, ok := dialects[name]
 	if !ok {
-		return nil, urlError(raw, "unknown dialect %q", name)
+		return nil, urlError(raw, "unknown dialect %q (%s)", name, urlHelp)
 	}
 	c := &Config{dialect: d, driver: driver, raw: raw, Query: url.Values{}}
 	if d == dialectSQLite {

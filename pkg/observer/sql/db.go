@@ -113,7 +113,7 @@ func open(ctx context.Context, c *Config) (*sql.DB, error) {
 		if c.dialect != dialectSQLite {
 			hint = " (check that the server runs and the host, port, user, password and database of the URL)"
 		}
-		return nil, c.scrub(fmt.Errorf("cannot connect to %s: %w%s", Redact(c.raw), err, hint))
+		return nil, fmt.Errorf("%w%s", c.scrub(fmt.Errorf("cannot connect: %w", err)), hint)
 	}
 	return db, nil
 }
