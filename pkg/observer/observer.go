@@ -36,6 +36,14 @@ var ErrIDTaken = errors.New("run id already exists")
 // Queued or Started is always the first call and Close the last. Between
 // them come any number of Heartbeat, LogMetrics, Resource and Artifact
 // calls, then at most one of Completed, Interrupted or Failed.
+//
+// Nothing is lost when a call fails: if LogMetrics returns an error, the
+// same points come again (before newer ones) with the next beat; a
+// heartbeat's output range starts where the last successful heartbeat of
+// this observer ended. An observer that keeps failed data itself and
+// retries it later must therefore return nil, or data is written twice.
+// After an error the runner goes on calling the observer: a store that is
+// back may catch up with the run.
 type Observer interface {
 	// Name identifies the observer in messages, e.g. "file storage runs/".
 	// It must never contain a password or token.
