@@ -43,7 +43,7 @@ const (
 	// outputCap bounds captured_out, which is rewritten at every beat.
 	// Larger outputs keep their head and tail there; run_output always
 	// holds all of it.
-	outputCap  = 8 << 20
+	outputCap  = 4 << 20
 	outputHead = 1 << 20
 	// metricBatch rows go into one INSERT.
 	metricBatch = 200
@@ -583,7 +583,10 @@ func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) e
 	}
 	var out string
 	var newBytes int64
-	if ev.Output != nil {
+	// Unchanged output is not rewritten: captured_out is the costly part
+	// of a beat.
+	writeOut := ev.Output != nil && (ev.To != o.outStored || o.outSeq == 0)
+	if writeOut {
 		out, err = o.capturedOut(ev.Output, ev.To)
 		if err != nil {
 			return o.wrap("read output", err)
@@ -614,7 +617,7 @@ func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) e
 	}
 	q := "UPDATE run SET info = ?, heartbeat = ?"
 	args := []any{info, o.d.tm(ev.BeatTime)}
-	if ev.Output != nil {
+	if writeOut {
 		q += ", captured_out = ?"
 		args = append(args, out)
 	}
