@@ -169,15 +169,39 @@ func (o *Observer) insertRun(ctx context.Context, ev *observer.StartEvent, statu
 }
 
 func (o *Observer) tryInsertRun(ctx context.Context, ev *observer.StartEvent, status string) (string, error) {
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return "", o.wrap("begin", err)
+	// Get-or-create of experiments and hosts is a check then an insert;
+	// runs starting together take turns so that no duplicate rows
+	// appear. SQLite's write lock does it by itself; PostgreSQL takes a
+	// lock that ends with the transaction; MySQL's named lock belongs to
+	// the session, so it is held on one connection until after commit.
+	var tx *sql.Tx
+	var err error
+	if o.d == dialectMySQL {
+		conn, err := o.db.Conn(ctx)
+		if err != nil {
+			return "", o.wrap("connect", err)
+		}
+		defer conn.Close()
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('sacred_run_insert', 30)").Scan(&got); err != nil {
+			return "", o.wrap("lock", err)
+		}
+		if got.Int64 != 1 {
+			return "", fmt.Errorf("%s: another process held the lock sacred_run_insert for more than 30 s", o.name)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('sacred_run_insert')") //nolint:errcheck // released on disconnect anyway
+		tx, err = conn.BeginTx(ctx, nil)
+		if err != nil {
+			return "", o.wrap("begin", err)
+		}
+	} else {
+		tx, err = o.db.BeginTx(ctx, nil)
+		if err != nil {
+			return "", o.wrap("begin", err)
+		}
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if o.d == dialectPostgres {
-		// Get-or-create of experiments and hosts is a check then an
-		// insert; runs starting together take turns here so that no
-		// duplicate rows appear.
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7305043)"); err != nil {
 			return "", o.wrap("lock", err)
 		}

@@ -491,7 +491,7 @@ func TestConcurrentRuns(t *testing.T) {
 		if c := scalar[int](t, o, "SELECT COUNT(*) FROM run WHERE status = 'COMPLETED'"); c != n {
 			t.Errorf("%d completed rows, want %d", c, n)
 		}
-		if c := scalar[int](t, o, "SELECT COUNT(*) FROM experiment"); c != 1 && o.d != dialectMySQL {
+		if c := scalar[int](t, o, "SELECT COUNT(*) FROM experiment"); c != 1 {
 			t.Errorf("%d experiment rows, want 1", c)
 		}
 	})
