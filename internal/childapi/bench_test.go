@@ -10,18 +10,7 @@ import (
 // over the socket, parsing and step assignment included.
 func BenchmarkSocketMetrics(b *testing.B) {
 	f := newServer(b, nil)
-	stop, drained := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(drained)
-		for {
-			select {
-			case <-f.s.Flush():
-				f.s.DrainMetrics()
-			case <-stop:
-				return
-			}
-		}
-	}()
+	stop := drainOnFlush(f.s)
 	c, err := DialPath(f.s.Path())
 	if err != nil {
 		b.Fatal(err)
@@ -40,7 +29,24 @@ func BenchmarkSocketMetrics(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "points/s")
 	b.StopTimer()
-	close(stop)
-	<-drained
+	stop()
 	f.s.DrainMetrics()
+}
+
+// drainOnFlush does the runner's part: drain whenever the server asks. The
+// returned func stops it. Points drained are dropped.
+func drainOnFlush(s *Server) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-s.Flush():
+				s.DrainMetrics()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }

@@ -245,3 +245,30 @@ func TestDocsCarryTheTestedClients(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPythonClient is the throughput of the documented Python client
+// (one sendall per point), process start included.
+func BenchmarkPythonClient(b *testing.B) {
+	bin, err := exec.LookPath("python3")
+	if err != nil {
+		b.Skip("python3 is not installed")
+	}
+	f := newServer(b, nil)
+	client, err := os.ReadFile(filepath.Join("testdata", "clients", "sacred_client.py"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := filepath.Join(b.TempDir(), "bench.py")
+	os.WriteFile(p, append(client, fmt.Sprintf("\ns = Sacred()\nfor j in range(%d): s.metric('loss', 0.5)\ns.close()\n", b.N)...), 0o644)
+	b.ResetTimer()
+	stop := drainOnFlush(f.s)
+	cmd := exec.Command(bin, p)
+	cmd.Env = append(os.Environ(), f.s.Env())
+	out, err := cmd.CombinedOutput()
+	b.StopTimer()
+	stop()
+	if err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "points/s")
+}
