@@ -232,6 +232,20 @@ func TestWriteIntoSacredDatabase(t *testing.T) {
 		t.Errorf("resource rows %d: Sacred's row was not reused", n)
 	}
 
+	// Our rows use the storage classes and text forms SQLAlchemy wrote.
+	for _, col := range []string{"start_time", "stop_time", "priority", "comment", "config", "status", "result", "host_id", "experiment_id"} {
+		q := "SELECT typeof(" + col + ") FROM run WHERE run_id = ?"
+		if py, ours := scalar[string](t, o, q, "0"), scalar[string](t, o, q, id); py != ours {
+			t.Errorf("run.%s: Sacred stored %s, we stored %s", col, py, ours)
+		}
+	}
+	if py, ours := len(scalar[string](t, o, "SELECT start_time FROM run WHERE run_id = ?", "0")), len(scalar[string](t, o, "SELECT start_time FROM run WHERE run_id = ?", id)); py != ours {
+		t.Errorf("start_time text: Sacred's has %d characters, ours %d", py, ours)
+	}
+	if ty := scalar[string](t, o, "SELECT typeof(dirty) FROM repository ORDER BY repository_id DESC LIMIT 1"); ty != "integer" {
+		t.Errorf("repository.dirty stored as %s", ty)
+	}
+
 	r := newReader(t, url)
 	ids, err := r.Runs(ctx)
 	must(t, err)
