@@ -92,6 +92,10 @@ type Options struct {
 	Stdout, Stderr *os.File
 	// SpoolDir is where the private spool file goes ("" = os.TempDir()).
 	SpoolDir string
+	// SpoolFile, when set, is an empty file opened for reading and
+	// writing (not O_APPEND) that is used as the spool instead of a private one (an
+	// observer's own output file). Close closes it; it is not removed.
+	SpoolFile *os.File
 	// TailBytes is how many trailing bytes of stderr to keep (default
 	// DefaultTailBytes).
 	TailBytes int
@@ -154,7 +158,19 @@ func New(o Options) (*Capture, error) {
 	}
 	if o.Mode == ModeNo {
 		// Nothing is captured; an empty spool keeps Output valid.
+		if o.SpoolFile != nil {
+			o.SpoolFile.Close()
+		}
 		c.spool = &spool{}
+		return c, nil
+	}
+	if o.SpoolFile != nil {
+		fi, err := o.SpoolFile.Stat()
+		if err != nil || fi.Size() != 0 {
+			o.SpoolFile.Close()
+			return nil, fmt.Errorf("capture: output file %s is not an empty file (%v)", o.SpoolFile.Name(), err)
+		}
+		c.spool = &spool{f: o.SpoolFile}
 		return c, nil
 	}
 	sp, err := newSpool(o.SpoolDir)

@@ -192,10 +192,11 @@ func (r *run) start() int {
 	}
 
 	capt, err := capture.New(capture.Options{
-		Mode:     cfg.Capture,
-		Stdout:   cfg.Stdout,
-		Stderr:   cfg.Stderr,
-		SpoolDir: tmp,
+		Mode:      cfg.Capture,
+		Stdout:    cfg.Stdout,
+		Stderr:    cfg.Stderr,
+		SpoolDir:  tmp,
+		SpoolFile: r.outputFile(cfg.Capture),
 	})
 	if err != nil {
 		api.Close()
@@ -343,6 +344,27 @@ loop:
 		return 1
 	}
 	return code
+}
+
+// outputFile asks the first observer that keeps the output in a local file
+// for it, so that the output is captured straight into it and written once.
+func (r *run) outputFile(mode capture.Mode) *os.File {
+	if mode == capture.ModeNo {
+		return nil
+	}
+	for _, o := range r.obs {
+		if owner, ok := o.(observer.OutputFileOwner); ok {
+			f, err := owner.OutputFile()
+			if err != nil {
+				r.say("observer %s: %v (capturing to a private file instead)", o.Name(), err)
+				continue
+			}
+			if f != nil {
+				return f
+			}
+		}
+	}
+	return nil
 }
 
 // abortStart ends a run whose command could not be started.

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"time"
 )
 
@@ -276,4 +277,17 @@ type FailedEvent struct {
 	// Trace is a list of lines, each ending in "\n": first the exit status
 	// or signal, then the tail of the child's stderr.
 	Trace []string
+}
+
+// OutputFileOwner is an optional interface of an observer that keeps the
+// output in a local file of its own (file storage's cout.txt). The runner
+// then captures the output straight into that file, so the bytes are
+// written once instead of being copied from the spool at every beat.
+type OutputFileOwner interface {
+	// OutputFile returns a new descriptor of an empty file, open for
+	// reading and writing (not O_APPEND: the capture writes at offsets),
+	// or nil to decline. It is called once, after
+	// Started. Once it returned a file, the observer must not append
+	// output to it itself: heartbeat ranges are already in the file.
+	OutputFile() (*os.File, error)
 }

@@ -31,7 +31,10 @@ type Observer struct {
 	artifacts []any
 	cout     *os.File
 	coutSize int64 // bytes of output in cout.txt
-	metrics  *metricsFile
+	// coutOwned is set once the runner captures straight into cout.txt:
+	// the output is then already there and is not appended again.
+	coutOwned bool
+	metrics   *metricsFile
 }
 
 var _ observer.Observer = (*Observer)(nil)
@@ -215,6 +218,26 @@ func (o *Observer) coutFile() (*os.File, error) {
 	return f, nil
 }
 
+// OutputFile hands the runner a descriptor of the still empty cout.txt to
+// capture into (observer.OutputFileOwner); from then on the observer only
+// keeps the file durable at the end.
+func (o *Observer) OutputFile() (*os.File, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.run == nil || o.coutOwned || o.coutSize != 0 {
+		return nil, nil
+	}
+	if _, err := o.coutFile(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(o.runDir, CoutFile), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("file storage: run %s: %w", o.id, err)
+	}
+	o.coutOwned = true
+	return f, nil
+}
+
 func (o *Observer) writeRun() error {
 	if _, err := writeJSONAtomic(filepath.Join(o.runDir, RunFile), o.run); err != nil {
 		return fmt.Errorf("file storage: run %s: %w", o.id, err)
@@ -272,6 +295,10 @@ func (o *Observer) Heartbeat(_ context.Context, ev *observer.HeartbeatEvent) err
 // [From, To) of the beat; after a beat that failed part way (disk full) it
 // starts earlier, so nothing is lost or written twice.
 func (o *Observer) appendOutput(ev *observer.HeartbeatEvent) error {
+	if o.coutOwned {
+		o.coutSize = max(o.coutSize, ev.To)
+		return nil
+	}
 	if ev.Output == nil || ev.To <= o.coutSize {
 		return nil
 	}

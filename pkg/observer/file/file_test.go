@@ -926,3 +926,40 @@ func TestMetricsWriteFailure(t *testing.T) {
 		t.Errorf("metrics.json after a failed write\n got: %s\nwant: %s", got, exp)
 	}
 }
+
+// When the runner captures straight into cout.txt, beats must not append
+// the output a second time.
+func TestOutputFileOwnedByCapture(t *testing.T) {
+	base := t.TempDir()
+	o := newObserver(t, base, observer.Settings{})
+	ev := observertest.StartEvent()
+	if _, err := o.Started(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	f, err := o.OutputFile()
+	if err != nil || f == nil {
+		t.Fatalf("OutputFile() = %v, %v", f, err)
+	}
+	if again, _ := o.OutputFile(); again != nil {
+		t.Fatal("cout.txt handed out twice")
+	}
+	want := []byte("captured\r\x00 directly\n")
+	if _, err := f.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	out := observertest.NewOutput()
+	out.Append(want)
+	for i := 0; i < 2; i++ {
+		if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{Output: out, To: out.Size(), BeatTime: ev.Time}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Completed(ctx, &observer.CompletedEvent{StopTime: ev.Time}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	o.Close(ctx)
+	if got, _ := os.ReadFile(filepath.Join(base, "1", CoutFile)); !bytes.Equal(got, want) {
+		t.Errorf("cout.txt = %q, want %q", got, want)
+	}
+}
