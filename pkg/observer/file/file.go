@@ -419,15 +419,21 @@ func (o *Observer) finish(event string, update func()) error {
 	if err := o.ready(event); err != nil {
 		return err
 	}
+	// Earlier writes were atomic but not synced; make the run durable
+	// once, at its end.
 	var errSync error
-	if o.cout != nil {
-		if err := o.cout.Sync(); err != nil {
-			errSync = fmt.Errorf("file storage: run %s: syncing %s: %w", o.id, o.cout.Name(), err)
+	for _, name := range []string{CoutFile, MetricsFile, InfoFile, ConfigFile} {
+		if err := syncPath(filepath.Join(o.runDir, name)); err != nil {
+			errSync = errors.Join(errSync, fmt.Errorf("file storage: run %s: syncing %s: %w", o.id, name, err))
 		}
 	}
 	update()
-	if err := o.writeRun(); err != nil {
-		return errors.Join(errSync, err)
+	data, err := pyjson.Marshal(o.run)
+	if err == nil {
+		err = writeSynced(filepath.Join(o.runDir, RunFile), data)
+	}
+	if err != nil {
+		return errors.Join(errSync, fmt.Errorf("file storage: run %s: writing %s: %w", o.id, RunFile, err))
 	}
 	o.renderReport()
 	return errSync

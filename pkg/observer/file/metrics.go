@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/google/renameio/v2"
 
 	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -146,12 +144,11 @@ func (m *metricsFile) write() error {
 			defer old.Close()
 		}
 	}
-	dir := filepath.Dir(m.path)
-	pf, err := renameio.NewPendingFile(m.path, renameio.WithTempDir(dir), renameio.WithPermissions(0o644))
+	pf, err := newPendingFile(m.path)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", m.path, err)
 	}
-	defer pf.Cleanup()
+	defer pf.cleanup()
 	cw := &countWriter{w: bufio.NewWriterSize(pf, 64<<10)}
 	bodies := make([][3]struct{ off, len int64 }, len(m.series))
 	cw.str("{")
@@ -199,7 +196,7 @@ func (m *metricsFile) write() error {
 	if cw.err != nil {
 		return fmt.Errorf("writing %s: %w", m.path, cw.err)
 	}
-	if err := pf.CloseAtomicallyReplace(); err != nil {
+	if err := pf.replace(false); err != nil {
 		return fmt.Errorf("writing %s: %w", m.path, err)
 	}
 	for i, s := range m.series {
