@@ -3,9 +3,7 @@ package sqlstore
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -199,20 +197,9 @@ func scalar[T any](t *testing.T, o *Observer, q string, args ...any) T {
 	return v
 }
 
-func count(t *testing.T, db *sql.DB, d dialect, q string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(d.rebind(q), args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	must(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
 }
-
-var _ = fmt.Sprintf
