@@ -18,7 +18,6 @@ import (
 
 type lang struct {
 	name, bin, client string
-	args              []string // before the script path
 	// drive is the script that follows the client: it logs every kind and
 	// rewrites model.bin right after reporting it.
 	drive string

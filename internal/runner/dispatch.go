@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -29,6 +30,11 @@ type driver struct {
 	outFrom int64                   // end of the output range last delivered
 	retry   []observer.MetricSeries // points whose LogMetrics failed
 	failed  error                   // first error, for the summary
+
+	// points counts the metric points queued for this observer, so the
+	// runner can hold metrics back while it lags (bounded memory).
+	points   atomic.Int64
+	progress chan<- struct{} // told whenever a beat was handled
 }
 
 type itemKind int
@@ -51,19 +57,21 @@ type item struct {
 	finalCtx context.Context
 }
 
-func newDriver(obs observer.Observer, report func(string, error), onInfo func(map[string]any)) *driver {
+func newDriver(obs observer.Observer, report func(string, error), onInfo func(map[string]any), progress chan<- struct{}) *driver {
 	d := &driver{
-		obs:    obs,
-		report: report,
-		onInfo: onInfo,
-		wake:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		obs:      obs,
+		report:   report,
+		onInfo:   onInfo,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		progress: progress,
 	}
 	go d.loop()
 	return d
 }
 
 func (d *driver) push(it *item) {
+	d.points.Add(countPoints(it.metrics))
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -118,6 +126,10 @@ func (d *driver) handle(it *item) {
 	switch it.kind {
 	case kindBeat:
 		d.beat(ctx, it)
+		select {
+		case d.progress <- struct{}{}:
+		default:
+		}
 	case kindArtifact:
 		d.check("artifact "+it.artifact.Name, d.obs.Artifact(ctx, it.artifact))
 	case kindResource:
@@ -139,6 +151,8 @@ func (d *driver) beat(ctx context.Context, it *item) {
 	if err := d.obs.LogMetrics(ctx, ev); err != nil {
 		d.retry = metrics
 		d.check("log_metrics", err)
+	} else {
+		d.points.Add(-countPoints(metrics))
 	}
 	if d.onInfo != nil {
 		added := map[string]any{}
@@ -181,6 +195,14 @@ func (d *driver) wait(ctx context.Context) error {
 	}
 }
 
+func countPoints(ms []observer.MetricSeries) int64 {
+	var n int64
+	for _, s := range ms {
+		n += int64(len(s.Points))
+	}
+	return n
+}
+
 // mergeSeries appends the points of b to those of a, by name, keeping the
 // order in which names first appeared. a is not modified.
 func mergeSeries(a, b []observer.MetricSeries) []observer.MetricSeries {
@@ -211,18 +233,29 @@ func mergeSeries(a, b []observer.MetricSeries) []observer.MetricSeries {
 type fanout struct {
 	drivers []*driver
 	warn    io.Writer
+	// progress receives when some observer handled a beat.
+	progress chan struct{}
 
 	mu       sync.Mutex
 	reported map[observer.Observer]bool
 }
 
 func newFanout(obs []observer.Observer, warn io.Writer, onInfo func(map[string]any)) *fanout {
-	f := &fanout{warn: warn, reported: map[observer.Observer]bool{}}
+	f := &fanout{warn: warn, reported: map[observer.Observer]bool{}, progress: make(chan struct{}, 1)}
 	for _, o := range obs {
 		o := o
-		f.drivers = append(f.drivers, newDriver(o, func(op string, err error) { f.reportOnce(o, op, err) }, onInfo))
+		f.drivers = append(f.drivers, newDriver(o, func(op string, err error) { f.reportOnce(o, op, err) }, onInfo, f.progress))
 	}
 	return f
+}
+
+// backlog is the largest number of metric points waiting for one observer.
+func (f *fanout) backlog() int64 {
+	var most int64
+	for _, d := range f.drivers {
+		most = max(most, d.points.Load())
+	}
+	return most
 }
 
 // reportOnce prints the first error of each observer; later ones are

@@ -209,3 +209,31 @@ func TestMergeSeriesKeepsFirstAppearanceOrder(t *testing.T) {
 		t.Fatalf("merge = %v (a modified: %v)", m, a)
 	}
 }
+
+func TestBacklogCountsPointsUntilDelivered(t *testing.T) {
+	slow := newRecorder()
+	slow.gate = make(chan struct{})
+	fo := newFanout([]observer.Observer{slow}, io.Discard, nil)
+	out := &memOutput{}
+	series := func(n int) []observer.MetricSeries {
+		pts := make([]observer.MetricPoint, n)
+		return []observer.MetricSeries{{Name: "m", Points: pts}}
+	}
+	fo.beat(series(10), observer.HeartbeatEvent{Output: out})
+	<-slow.entered // stuck in the heartbeat of the first beat (points delivered)
+	fo.beat(series(5), observer.HeartbeatEvent{Output: out})
+	fo.beat(series(7), observer.HeartbeatEvent{Output: out})
+	if got := fo.backlog(); got != 12 {
+		t.Fatalf("backlog = %d, want the 12 undelivered points", got)
+	}
+	close(slow.gate)
+	fo.finish(time.Now().Add(10*time.Second), "completed", func(ctx context.Context, o observer.Observer) error {
+		return o.Completed(ctx, &observer.CompletedEvent{})
+	})
+	if got := fo.backlog(); got != 0 {
+		t.Fatalf("backlog = %d after everything was delivered", got)
+	}
+	if n := len(slow.points["m"]); n != 22 {
+		t.Fatalf("%d points delivered, want 22", n)
+	}
+}

@@ -26,6 +26,10 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
+// maxBacklog is how many metric points may wait for one observer before
+// the runner stops taking more from the child (about 40 bytes each).
+const maxBacklog = 500_000
+
 // Exit statuses of the wrapper itself, as a shell reports them.
 const (
 	ExitUsage       = 2
@@ -203,13 +207,14 @@ func (r *run) start() int {
 		return r.abortStart(fmt.Errorf("set up output capture: %w", err), ExitSetupFailed)
 	}
 	defer capt.Close()
+	var scraper io.Closer
 	if cfg.MetricPattern != "" {
 		sc, err := childapi.NewScraper(cfg.MetricPattern, api)
 		if err != nil {
 			api.Close()
-			return r.abortStart(fmt.Errorf("--metric-pattern: %w", err), ExitUsage)
+			return r.abortStart(err, ExitUsage)
 		}
-		defer sc.Close()
+		scraper = sc
 		capt.TapStdout(sc)
 	}
 
@@ -276,8 +281,16 @@ func (r *run) start() int {
 			killAt = time.After(cfg.KillAfter)
 		}
 	}
-	beat := func(final bool) {
-		fo.beat(api.DrainMetrics(), r.heartbeat(api, capt, final))
+	// Metrics wait in the child API while an observer lags too far
+	// behind; the API then stops reading the child's metric lines, so
+	// memory stays bounded whatever the rate of points.
+	held := false
+	beat := func() {
+		var metrics []observer.MetricSeries
+		if held = fo.backlog() >= maxBacklog; !held {
+			metrics = api.DrainMetrics()
+		}
+		fo.beat(metrics, r.heartbeat(api, capt, false))
 	}
 
 	var waitErr error
@@ -287,9 +300,13 @@ loop:
 		case waitErr = <-exited:
 			break loop
 		case <-ticker:
-			beat(false)
+			beat()
 		case <-api.Flush():
-			beat(false)
+			beat()
+		case <-fo.progress:
+			if held && fo.backlog() < maxBacklog {
+				beat()
+			}
 		case <-timeout:
 			r.say("timeout after %s: stopping the command", cfg.Timeout)
 			stop(syscall.SIGTERM, observer.StatusTimeout)
@@ -312,6 +329,9 @@ loop:
 		r.say("output of background processes still running after the command exited is not captured: %v", err)
 	}
 	cancel()
+	if scraper != nil {
+		scraper.Close() // its last line may lack a newline
+	}
 	api.Close()
 	if err := capt.Err(); err != nil {
 		r.say("output capture stopped: %v (the output still reached the terminal; the record holds what came before)", err)
@@ -432,6 +452,20 @@ func (r *run) childEnv(socket string) []string {
 	if !hasEnv(env, "PYTHONUNBUFFERED") {
 		env = append(env, "PYTHONUNBUFFERED=1")
 	}
+	// `sacred log` must work in the child even when sacred was started by
+	// its full path: its directory goes last on PATH.
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		path := os.Getenv("PATH")
+		for _, e := range env {
+			if strings.HasPrefix(e, "PATH=") {
+				path = e[len("PATH="):]
+			}
+		}
+		if !containsPath(path, dir) {
+			env = setEnv(env, "PATH", strings.TrimPrefix(path+string(os.PathListSeparator)+dir, string(os.PathListSeparator)))
+		}
+	}
 	return env
 }
 
@@ -444,6 +478,15 @@ func setEnv(env []string, k, v string) []string {
 		}
 	}
 	return append(out, prefix+v)
+}
+
+func containsPath(list, dir string) bool {
+	for _, p := range filepath.SplitList(list) {
+		if p == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func hasEnv(env []string, k string) bool {
