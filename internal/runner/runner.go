@@ -27,8 +27,9 @@ import (
 )
 
 // maxBacklog is how many metric points may wait for one observer before
-// the runner stops taking more from the child (about 40 bytes each).
-const maxBacklog = 500_000
+// the runner stops taking more from the child (about 40 bytes each in
+// memory, and again as encoded JSON in an observer that buffers them).
+const maxBacklog = 100_000
 
 // Exit statuses of the wrapper itself, as a shell reports them.
 const (
