@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+
+	"github.com/sacred-go/sacred/pkg/observer"
 )
 
 // decodeJSON decodes one JSON value. Integers stay exact (int64) where they
@@ -59,31 +61,11 @@ func normalize(v any) (any, error) {
 	return v, nil
 }
 
-// deepCopy copies the maps and slices of a decoded JSON value, so callers
-// can hand it to observers while the child keeps changing the original.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, e := range x {
-			s[i] = deepCopy(e)
-		}
-		return s
-	}
-	return v
-}
-
 // Info returns a deep copy of the run's info dict.
 func (s *Server) Info() map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return deepCopy(s.info).(map[string]any)
+	return observer.CloneValue(s.info).(map[string]any)
 }
 
 // MergeInfo sets top-level keys of the info dict, e.g. the "metrics"
@@ -92,7 +74,7 @@ func (s *Server) MergeInfo(m map[string]any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range m {
-		s.info[k] = deepCopy(v)
+		s.info[k] = observer.CloneValue(v)
 	}
 }
 
@@ -101,14 +83,14 @@ func (s *Server) MergeInfo(m map[string]any) {
 func (s *Server) Result() (any, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return deepCopy(s.result), s.hasRes
+	return observer.CloneValue(s.result), s.hasRes
 }
 
 // SetResult replaces the result, as a later report of the child would.
 func (s *Server) SetResult(v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.result, s.hasRes = deepCopy(v), true
+	s.result, s.hasRes = observer.CloneValue(v), true
 }
 
 // maxResultFile bounds what --result-file reads into memory.

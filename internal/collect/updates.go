@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sacred-go/sacred/pkg/observer"
 )
 
 // ParseUpdates parses the tokens after `with`.
@@ -64,7 +66,7 @@ func ParseUpdates(tokens []string) (config map[string]any, updates map[string]an
 		}
 		mergeInto(config, m)
 	}
-	mergeInto(config, deepCopy(updates).(map[string]any))
+	mergeInto(config, observer.CloneValue(updates).(map[string]any))
 	return config, updates, files, nil
 }
 
@@ -148,26 +150,6 @@ func mergeInto(dst, src map[string]any) {
 			continue
 		}
 		dst[k] = v
-	}
-}
-
-// deepCopy copies maps and slices so config and updates share nothing.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, e := range x {
-			s[i] = deepCopy(e)
-		}
-		return s
-	default:
-		return v
 	}
 }
 

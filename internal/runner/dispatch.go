@@ -273,7 +273,7 @@ func (f *fanout) reportOnce(o observer.Observer, op string, err error) {
 func (f *fanout) beat(metrics []observer.MetricSeries, hb observer.HeartbeatEvent) {
 	for _, d := range f.drivers {
 		b := hb
-		b.Info = deepCopyMap(hb.Info)
+		b.Info = observer.CloneMap(hb.Info)
 		d.push(&item{kind: kindBeat, metrics: metrics, beat: b})
 	}
 }
@@ -323,30 +323,4 @@ func (f *fanout) failures() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func deepCopyMap(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = deepCopy(v)
-	}
-	return out
-}
-
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return deepCopyMap(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = deepCopy(e)
-		}
-		return out
-	default:
-		return v
-	}
 }
