@@ -30,7 +30,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runcmd.NewCmd(), logcmd.NewCmd())
+	root.AddCommand(runcmd.NewCmd(nil), logcmd.NewCmd())
 	return root
 }
 

@@ -76,8 +76,12 @@ type Options struct {
 	Env            []string
 }
 
-// NewCmd returns the `run` command.
-func NewCmd() *cobra.Command {
+// NewCmd returns the `run` command. runF performs the run with complete
+// options; nil means Run. Tests pass their own to inspect the options.
+func NewCmd(runF func(*Options) int) *cobra.Command {
+	if runF == nil {
+		runF = Run
+	}
 	v := viper.New()
 	opts := &Options{}
 	cmd := &cobra.Command{
@@ -102,7 +106,7 @@ and SACRED_* environment variables (SACRED_FILE_STORAGE, SACRED_MONGO_DB, ...); 
 			if err := opts.complete(c, v, args); err != nil {
 				return err
 			}
-			code := Run(opts)
+			code := runF(opts)
 			if code != 0 {
 				return &ExitError{Code: code}
 			}
