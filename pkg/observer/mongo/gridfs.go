@@ -35,50 +35,90 @@ func artifactFileName(runs, id, name string) string {
 
 // appendFile is a GridFS file that grows: the full output of a run,
 // written chunk by chunk as it arrives, so a beat costs what is new, not
-// what was written before. Only the last, partial chunk is rewritten. The
-// fs.files document is written after the chunks, so its length never
-// promises more than the chunks hold, and any GridFS reader can download
-// the output while the run goes on.
+// what was written before. Whole chunks are inserted once; the last,
+// partial chunk is written only at the end of the run (the runs document's
+// captured_out shows the latest output meanwhile). The fs.files document
+// is written after the chunks, so its length never promises more than
+// they hold, and any GridFS reader can download the output during the run.
 type appendFile struct {
 	files, chunks *mongo.Collection
 	id            bson.ObjectID
 	name          string
 	runID         any
-	// stored is how many bytes are in the database.
-	stored int64
-	// created is true once the fs.files document exists.
-	created bool
+	// stored is the bytes in whole chunks in the database; tail the bytes
+	// of a partial chunk after them (0 if none is written).
+	stored, tail int64
+	// length is the length the fs.files document holds (-1: none yet).
+	length int64
+	// chunkIDs are the _id of chunk n, chosen once: a retried insert of a
+	// chunk finds it there, and a rewrite addresses it by _id alone, the
+	// only filter FerretDB's SQLite backend answers without a scan.
+	chunkIDs []bson.ObjectID
 }
 
-// flush stores bytes [stored, to) of out.
-func (f *appendFile) flush(ctx context.Context, out observer.Output, to int64) error {
-	if to <= f.stored && f.created {
-		return nil
+func newAppendFile(files, chunks *mongo.Collection, name string, runID any) *appendFile {
+	return &appendFile{files: files, chunks: chunks, id: bson.NewObjectID(), name: name, runID: runID, length: -1}
+}
+
+func (f *appendFile) chunkID(n int64) bson.ObjectID {
+	for int64(len(f.chunkIDs)) <= n {
+		f.chunkIDs = append(f.chunkIDs, bson.NewObjectID())
 	}
-	start := f.stored - f.stored%chunkSize
-	buf := make([]byte, chunkSize)
-	for start < to {
+	return f.chunkIDs[n]
+}
+
+func (f *appendFile) chunkDoc(n int64, data []byte) bson.D {
+	return bson.D{
+		{Key: "_id", Value: f.chunkID(n)},
+		{Key: "files_id", Value: f.id},
+		{Key: "n", Value: int32(n)},
+		{Key: "data", Value: bson.Binary{Data: data}},
+	}
+}
+
+// flush stores the whole chunks of bytes [0, to) of out, and with final
+// the partial chunk at the end too.
+func (f *appendFile) flush(ctx context.Context, out observer.Output, to int64, final bool) error {
+	full := to - to%chunkSize
+	for f.stored < full {
 		var models []mongo.WriteModel
-		end := start
-		for len(models) < chunksPerWrite && end < to {
-			n := min(int64(chunkSize), to-end)
-			if _, err := out.ReadAt(buf[:n], end); err != nil && !errors.Is(err, io.EOF) {
+		end := f.stored
+		for len(models) < chunksPerWrite && end < full {
+			data := make([]byte, chunkSize)
+			if _, err := out.ReadAt(data, end); err != nil && !errors.Is(err, io.EOF) {
 				return fmt.Errorf("read captured output at %d: %w", end, err)
 			}
-			data := bson.Binary{Subtype: 0, Data: append([]byte(nil), buf[:n]...)}
-			filter := bson.D{{Key: "files_id", Value: f.id}, {Key: "n", Value: int32(end / chunkSize)}}
-			doc := bson.D{{Key: "files_id", Value: f.id}, {Key: "n", Value: int32(end / chunkSize)}, {Key: "data", Value: data}}
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(doc).SetUpsert(true))
-			end += n
+			n := end / chunkSize
+			if f.tail > 0 && n == f.stored/chunkSize {
+				// The partial chunk written before grew whole.
+				models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: f.chunkID(n)}}).SetReplacement(f.chunkDoc(n, data)).SetUpsert(true))
+			} else {
+				models = append(models, mongo.NewInsertOneModel().SetDocument(f.chunkDoc(n, data)))
+			}
+			end += chunkSize
 		}
-		if _, err := f.chunks.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true)); err != nil {
+		if _, err := f.chunks.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
 			return fmt.Errorf("write output chunks: %w", err)
 		}
-		start = end
-		f.stored = end
+		f.stored, f.tail = end, 0
+	}
+	if final && to > f.stored && to-f.stored != f.tail {
+		n := f.stored / chunkSize
+		data := make([]byte, to-f.stored)
+		if _, err := out.ReadAt(data, f.stored); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read captured output at %d: %w", f.stored, err)
+		}
+		if _, err := f.chunks.ReplaceOne(ctx, bson.D{{Key: "_id", Value: f.chunkID(n)}}, f.chunkDoc(n, data), options.Replace().SetUpsert(true)); err != nil {
+			return fmt.Errorf("write the last output chunk: %w", err)
+		}
+		f.tail = to - f.stored
+	}
+	length := f.stored + f.tail
+	if length == f.length {
+		return nil
 	}
 	update := bson.D{
-		{Key: "$set", Value: bson.D{{Key: "length", Value: f.stored}}},
+		{Key: "$set", Value: bson.D{{Key: "length", Value: length}}},
 		{Key: "$setOnInsert", Value: bson.D{
 			{Key: "chunkSize", Value: int32(chunkSize)},
 			{Key: "uploadDate", Value: date(time.Now())},
@@ -89,9 +129,72 @@ func (f *appendFile) flush(ctx context.Context, out observer.Output, to int64) e
 	if _, err := f.files.UpdateOne(ctx, bson.D{{Key: "_id", Value: f.id}}, update, options.UpdateOne().SetUpsert(true)); err != nil {
 		return fmt.Errorf("write output file length: %w", err)
 	}
-	f.created = true
+	f.length = length
 	return nil
 }
+
+// chunkReader streams a GridFS file in bounded batches. The driver's
+// download asks for chunks without a batch size, and FerretDB then answers
+// a getMore with every remaining chunk, past the 48 MB message limit.
+type chunkReader struct {
+	ctx    context.Context
+	cur    *mongo.Cursor
+	buf    []byte
+	next   int32
+	remain int64
+}
+
+func openChunks(ctx context.Context, files, chunks *mongo.Collection, fileID any) (*chunkReader, error) {
+	var f struct {
+		Length int64 `bson:"length"`
+	}
+	err := files.FindOne(ctx, bson.D{{Key: "_id", Value: fileID}}).Decode(&f)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, mongo.ErrFileNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur, err := chunks.Find(ctx, bson.D{{Key: "files_id", Value: fileID}},
+		options.Find().SetSort(bson.D{{Key: "n", Value: 1}}).SetBatchSize(chunksPerWrite))
+	if err != nil {
+		return nil, err
+	}
+	return &chunkReader{ctx: ctx, cur: cur, remain: f.Length}, nil
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.remain <= 0 {
+			return 0, io.EOF
+		}
+		if !r.cur.Next(r.ctx) {
+			if err := r.cur.Err(); err != nil {
+				return 0, err
+			}
+			return 0, fmt.Errorf("GridFS file truncated: %d bytes missing", r.remain)
+		}
+		n, ok := r.cur.Current.Lookup("n").AsInt64OK()
+		if !ok || n != int64(r.next) {
+			return 0, fmt.Errorf("GridFS chunk %d missing", r.next)
+		}
+		_, data, ok := r.cur.Current.Lookup("data").BinaryOK()
+		if !ok {
+			return 0, fmt.Errorf("GridFS chunk %d has no data", n)
+		}
+		r.next++
+		if int64(len(data)) > r.remain {
+			data = data[:r.remain]
+		}
+		r.remain -= int64(len(data))
+		r.buf = data
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *chunkReader) Close() error { return r.cur.Close(context.WithoutCancel(r.ctx)) }
 
 // findFile returns the id of a GridFS file with this name and md5, kept in
 // metadata.md5 by us and in md5 by Sacred with pymongo < 4.

@@ -20,7 +20,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -87,6 +86,9 @@ type Observer struct {
 	outputHead, outputTail int
 	metricDocLimit         int64
 	now                    func() time.Time
+	// finalLimit, when set, bounds the final event's retries below the
+	// caller's deadline (tests).
+	finalLimit time.Duration
 
 	id    any    // the _id as stored
 	idStr string // the id as the runner knows it
@@ -190,10 +192,7 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 func (o *Observer) detect(ctx context.Context) error {
 	var info bson.M
 	if err := o.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		if err := o.client.Ping(ctx, readpref.Primary()); err != nil {
-			return err
-		}
-		return nil
+		return err
 	}
 	if _, ok := info["ferretdbVersion"]; ok {
 		o.ferret = true
@@ -474,6 +473,9 @@ func pointerList(a bson.A) []any {
 // write, and new output to GridFS when the output is long.
 func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
 	o.beat(ev)
+	if ev.Final {
+		o.final = true
+	}
 	if ev.Final || o.due() {
 		o.attempt(ctx, o.flushAll)
 	}
@@ -584,18 +586,15 @@ func (o *Observer) flushFields(ctx context.Context) error {
 // flushOutput sets captured_out (bounded) and, for a long output, appends
 // what is new to the full output in GridFS.
 func (o *Observer) flushOutput(ctx context.Context) error {
-	if o.out == nil || o.outTo == o.outFor {
+	if o.out == nil || (o.outTo == o.outFor && (o.outFile == nil || o.outFile.length == o.outTo)) {
 		return nil
 	}
 	limit := int64(o.outputHead + o.outputTail)
 	if o.outTo > limit {
 		if o.outFile == nil {
-			o.outFile = &appendFile{
-				files: o.files, chunks: o.chunks, id: bson.NewObjectID(),
-				name: outputFileName(o.cfg.Runs, o.idStr), runID: o.id,
-			}
+			o.outFile = newAppendFile(o.files, o.chunks, outputFileName(o.cfg.Runs, o.idStr), o.id)
 		}
-		if err := o.outFile.flush(ctx, o.out, o.outTo); err != nil {
+		if err := o.outFile.flush(ctx, o.out, o.outTo, o.final); err != nil {
 			return err
 		}
 	}
@@ -676,21 +675,20 @@ func (o *Observer) flushMetrics(ctx context.Context) error {
 		name  string
 		doc   metricDoc
 		isNew bool
-		from  int
-		to    int
 	}
 	var plans []plan
 	var models []mongo.WriteModel
 	for _, name := range o.pendingOrder {
 		pts := o.pendingPoints[name]
 		cur, ok := o.series[name]
-		var d metricDoc
-		isNew := !ok
-		if ok {
-			d = *cur
-		} else {
-			d = metricDoc{id: bson.NewObjectID(), size: o.metricBase(name, 0)}
+		if !ok {
+			// Kept even if this write fails, so that a retry inserts the
+			// same _id and finds it there if the first try went through.
+			cur = &metricDoc{id: bson.NewObjectID(), size: o.metricBase(name, 0)}
+			o.series[name] = cur
 		}
+		d := *cur
+		isNew := d.n == 0
 		for i := 0; i < len(pts); {
 			j := i
 			for j < len(pts) {
@@ -702,19 +700,22 @@ func (o *Observer) flushMetrics(ctx context.Context) error {
 				j++
 			}
 			if j > i {
-				plans = append(plans, plan{name: name, doc: metricDoc{id: d.id, part: d.part, n: d.n + (j - i), size: d.size}, isNew: isNew, from: i, to: j})
-				models = append(models, o.metricModel(name, d, pts[i:j]))
+				plans = append(plans, plan{name: name, doc: metricDoc{id: d.id, part: d.part, n: d.n + (j - i), size: d.size}, isNew: isNew})
+				models = append(models, o.metricModel(name, d, isNew, pts[i:j]))
 				d.n += j - i
 				isNew = false
 			}
 			if j < len(pts) {
 				// Continue in a new document.
 				d = metricDoc{id: bson.NewObjectID(), part: d.part + 1, size: o.metricBase(name, d.part+1)}
+				isNew = true
 			}
 			i = j
 		}
 	}
-	if _, err := o.metrics.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true)); err != nil {
+	// Unordered: the writes touch different documents. A retry after a
+	// lost reply may find its inserts done (fine) or push points twice.
+	if _, err := o.metrics.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
 		return fmt.Errorf("write metrics of run %s: %w", o.idStr, err)
 	}
 	for _, p := range plans {
@@ -772,7 +773,11 @@ func (o *Observer) metricBase(name string, part int) int64 {
 	return size
 }
 
-func (o *Observer) metricModel(name string, d metricDoc, pts []observer.MetricPoint) mongo.WriteModel {
+// metricModel is the write of some points of a series: an insert of the
+// whole document for its first points (fields in the order Sacred's
+// upserts leave them), then $push/$each addressed by _id alone (FerretDB
+// answers that without a scan).
+func (o *Observer) metricModel(name string, d metricDoc, isNew bool, pts []observer.MetricPoint) mongo.WriteModel {
 	steps := make(bson.A, len(pts))
 	values := make(bson.A, len(pts))
 	times := make(bson.A, len(pts))
@@ -781,18 +786,35 @@ func (o *Observer) metricModel(name string, d metricDoc, pts []observer.MetricPo
 		values[i] = p.Value
 		times[i] = date(p.Time)
 	}
-	// The equality fields of the filter become the first fields of a new
-	// document: _id, run_id, name (and part), as Sacred's documents.
-	filter := bson.D{{Key: "_id", Value: d.id}, {Key: "run_id", Value: o.id}, {Key: "name", Value: name}}
-	if d.part > 0 {
-		filter = append(filter, bson.E{Key: "part", Value: int32(d.part)})
+	if isNew {
+		doc := bson.D{{Key: "_id", Value: d.id}, {Key: "run_id", Value: o.id}, {Key: "name", Value: name}}
+		if d.part > 0 {
+			doc = append(doc, bson.E{Key: "part", Value: int32(d.part)})
+		}
+		doc = append(doc, bson.E{Key: "steps", Value: steps}, bson.E{Key: "timestamps", Value: times}, bson.E{Key: "values", Value: values})
+		return mongo.NewInsertOneModel().SetDocument(doc)
 	}
 	update := bson.D{{Key: "$push", Value: bson.D{
 		{Key: "steps", Value: bson.D{{Key: "$each", Value: steps}}},
-		{Key: "values", Value: bson.D{{Key: "$each", Value: values}}},
 		{Key: "timestamps", Value: bson.D{{Key: "$each", Value: times}}},
+		{Key: "values", Value: bson.D{{Key: "$each", Value: values}}},
 	}}}
-	return mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update).SetUpsert(true)
+	return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: d.id}}).SetUpdate(update)
+}
+
+// onlyDuplicates tells a bulk write whose only failures are inserts of
+// documents that exist: a retried write whose first try went through.
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
 }
 
 // Resource implements observer.Observer: the file is stored in GridFS
@@ -939,6 +961,11 @@ func (o *Observer) finish(ctx context.Context, status string) error {
 		ctx, cancel = context.WithTimeout(ctx, finalWithoutDeadline)
 		defer cancel()
 	}
+	if o.finalLimit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.finalLimit)
+		defer cancel()
+	}
 	o.final = true
 	delay := 250 * time.Millisecond
 	for {
@@ -1013,8 +1040,8 @@ func (o *Observer) unwritten() string {
 	if n > 0 {
 		parts = append(parts, fmt.Sprintf("%d metric points", n))
 	}
-	if o.outFile != nil && o.outFile.stored < o.outTo {
-		parts = append(parts, fmt.Sprintf("%d bytes of output", o.outTo-o.outFile.stored))
+	if o.outFile != nil && o.outFile.stored+o.outFile.tail < o.outTo {
+		parts = append(parts, fmt.Sprintf("%d bytes of output", o.outTo-o.outFile.stored-o.outFile.tail))
 	}
 	if len(o.pendingFiles) > 0 {
 		parts = append(parts, fmt.Sprintf("%d artifacts or resources", len(o.pendingFiles)))

@@ -22,8 +22,7 @@ type Reader struct {
 	cfg           *Config
 	client        *mongo.Client
 	runs, metrics *mongo.Collection
-	files         *mongo.Collection
-	bucket        *mongo.GridFSBucket
+	files, chunks *mongo.Collection
 }
 
 var _ observer.Reader = (*Reader)(nil)
@@ -38,7 +37,7 @@ func NewReader(ctx context.Context, value string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{cfg: cfg, client: o.client, runs: o.runs, metrics: o.metrics, files: o.files, bucket: o.bucket}, nil
+	return &Reader{cfg: cfg, client: o.client, runs: o.runs, metrics: o.metrics, files: o.files, chunks: o.chunks}, nil
 }
 
 // Close disconnects.
@@ -202,7 +201,7 @@ func (r *Reader) output(ctx context.Context, runID bson.RawValue, id, inline str
 	if err != nil {
 		return nil, fmt.Errorf("mongo: look up the output of run %s: %w", id, r.cfg.scrub(err))
 	}
-	ds, err := r.bucket.OpenDownloadStream(ctx, f.ID)
+	ds, err := openChunks(ctx, r.files, r.chunks, f.ID)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: open the output of run %s: %w", id, r.cfg.scrub(err))
 	}
@@ -335,7 +334,7 @@ func (r *Reader) Artifact(ctx context.Context, id, name string) (io.ReadCloser, 
 	if fileID == nil {
 		return nil, fmt.Errorf("mongo: artifact %q of run %s: %w", name, id, observer.ErrNotFound)
 	}
-	ds, err := r.bucket.OpenDownloadStream(ctx, fileID)
+	ds, err := openChunks(ctx, r.files, r.chunks, fileID)
 	if errors.Is(err, mongo.ErrFileNotFound) {
 		return nil, fmt.Errorf("mongo: artifact %q of run %s: file missing from GridFS: %w", name, id, observer.ErrNotFound)
 	}

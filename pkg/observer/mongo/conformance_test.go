@@ -1,0 +1,33 @@
+package mongo
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/observertest"
+)
+
+func TestConformance(t *testing.T) {
+	s := newStore(t)
+	store := observertest.Store{
+		New: func(t *testing.T) observer.Observer {
+			o := s.open(t, "", nil)
+			// The suite gives the final event two minutes; a dead server
+			// need not be waited for that long here.
+			o.finalLimit = 3 * time.Second
+			return o
+		},
+		Reader: func(t *testing.T) observer.Reader {
+			if s.srv != nil && !s.srv.Running() {
+				// After Break: what was kept is on the server's disk.
+				s.srv.Start()
+			}
+			return s.reader(t)
+		},
+	}
+	if s.srv != nil {
+		store.Break = func(t *testing.T) { s.srv.Stop() }
+	}
+	observertest.Run(t, store)
+}
