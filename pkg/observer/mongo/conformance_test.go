@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -10,12 +11,16 @@ import (
 
 func TestConformance(t *testing.T) {
 	s := newStore(t)
+	var (
+		mu   sync.Mutex
+		made []*Observer
+	)
 	store := observertest.Store{
 		New: func(t *testing.T) observer.Observer {
 			o := s.open(t, "", nil)
-			// The suite gives the final event two minutes; a dead server
-			// need not be waited for that long here.
-			o.finalLimit = 3 * time.Second
+			mu.Lock()
+			made = append(made, o)
+			mu.Unlock()
 			return o
 		},
 		Reader: func(t *testing.T) observer.Reader {
@@ -27,7 +32,16 @@ func TestConformance(t *testing.T) {
 		},
 	}
 	if s.srv != nil {
-		store.Break = func(t *testing.T) { s.srv.Stop() }
+		store.Break = func(t *testing.T) {
+			s.srv.Stop()
+			// The suite gives the final event two minutes; a server that
+			// is gone for good need not be waited for that long here.
+			mu.Lock()
+			for _, o := range made {
+				o.finalLimit = 3 * time.Second
+			}
+			mu.Unlock()
+		}
 	}
 	observertest.Run(t, store)
 }

@@ -241,7 +241,9 @@ func upload(ctx context.Context, b *mongo.GridFSBucket, name, path string, opts 
 	if err != nil {
 		// A half-written file would be found by name later: drop its
 		// chunks, best effort (the server may be gone).
-		_ = b.Delete(context.WithoutCancel(ctx), id)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = b.Delete(dctx, id)
+		cancel()
 		return bson.ObjectID{}, fmt.Errorf("upload %s to GridFS: %w", name, err)
 	}
 	return id, nil

@@ -98,9 +98,10 @@ type Observer struct {
 	stored map[string]bson.RawValue
 	// want holds the latest value of the fields heartbeats and final events
 	// set, in the order they are set.
-	want     bson.D
-	final    bool
-	finalErr error
+	want bson.D
+	// final is set by the final beat or event: the last partial chunk of
+	// the output is written then.
+	final bool
 
 	// Output state: the latest output handle and its length, what
 	// captured_out was computed for, and the full output file in GridFS.
@@ -989,8 +990,7 @@ func (o *Observer) finish(ctx context.Context, status string) error {
 	}
 	lost := o.unwritten()
 	fmt.Fprintf(o.warn, "sacred: mongo %s: run %s not fully recorded, could not write %s (%v)\n", o.cfg.Display, o.idStr, lost, o.lastErr)
-	o.finalErr = fmt.Errorf("mongo: run %s: final state %s not written to %s: %w", o.idStr, status, o.cfg.Display, o.lastErr)
-	return o.finalErr
+	return fmt.Errorf("mongo: run %s: final state %s not written to %s: %w", o.idStr, status, o.cfg.Display, o.lastErr)
 }
 
 // retryable tells errors worth another try: a server that is away, busy

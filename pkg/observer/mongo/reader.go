@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -499,15 +498,4 @@ func plain(v bson.RawValue) any {
 		return b
 	}
 	return v.String()
-}
-
-// idText is used by tests and messages: the id of a stored _id.
-func idText(v bson.RawValue) string {
-	switch v.Type {
-	case bson.TypeInt32:
-		return strconv.FormatInt(int64(v.Int32()), 10)
-	case bson.TypeInt64:
-		return strconv.FormatInt(v.Int64(), 10)
-	}
-	return idString(plain(v))
 }
