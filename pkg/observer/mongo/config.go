@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // DefaultPriority is Sacred's priority of the MongoObserver.
@@ -59,10 +60,14 @@ const (
 	reHost = `[0-9A-Za-z](?:[0-9A-Za-z-]{0,61}[0-9A-Za-z])?(?:\.[0-9A-Za-z](?:[0-9A-Za-z-]{0,61}[0-9A-Za-z])?)*`
 )
 
+// The patterns are compiled on first use: compiling them costs about a
+// millisecond, which every `sacred` start would pay even without -m.
 var (
-	hostOnlyRE = regexp.MustCompile(`^(` + reHost + `):(\d{1,5})$`)
-	fullRE     = regexp.MustCompile(`^(?:(` + reHost + `):(\d{1,5}):)?(` + reName + `)(?:\.(` + reName + `)(?::(\d{1,12}))?)?(?:!(-?\d+)?)?$`)
-	nameRE     = regexp.MustCompile(`^` + reName + `$`)
+	hostOnlyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(` + reHost + `):(\d{1,5})$`) })
+	fullRE     = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:(` + reHost + `):(\d{1,5}):)?(` + reName + `)(?:\.(` + reName + `)(?::(\d{1,12}))?)?(?:!(-?\d+)?)?$`)
+	})
+	nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^` + reName + `$`) })
 )
 
 const grammarHelp = `use DB, HOST:PORT, HOST:PORT:DB, DB.COLLECTION, DB.COLLECTION:RUNID, any of them with !PRIORITY, or a mongodb:// or mongodb+srv:// URI`
@@ -85,13 +90,13 @@ func ParseSpec(value string) (*Config, error) {
 	spec, query, _ := strings.Cut(value, "?")
 	c := &Config{DB: DefaultDB, Runs: "runs", Metrics: "metrics", Priority: DefaultPriority, Display: value}
 	host := "localhost:27017"
-	if m := hostOnlyRE.FindStringSubmatch(spec); m != nil {
+	if m := hostOnlyRE().FindStringSubmatch(spec); m != nil {
 		if err := checkPort(m[2], value); err != nil {
 			return nil, err
 		}
 		host = m[1] + ":" + m[2]
 		c.HostOnly = true
-	} else if m := fullRE.FindStringSubmatch(spec); m != nil {
+	} else if m := fullRE().FindStringSubmatch(spec); m != nil {
 		if m[1] != "" {
 			if err := checkPort(m[2], value); err != nil {
 				return nil, err
@@ -260,7 +265,7 @@ func (c *Config) applyOptions(q url.Values, display string, strict bool) error {
 		v := vs[len(vs)-1]
 		switch strings.ToLower(k) {
 		case optPrefix:
-			if v != "" && !nameRE.MatchString(v) {
+			if v != "" && !nameRE().MatchString(v) {
 				return fmt.Errorf("mongo: collection_prefix %q in %q must start with a letter or '_' and use letters, digits or _-", v, display)
 			}
 			c.Prefix = v
