@@ -295,6 +295,11 @@ func Run(o *Options) int {
 		lg.errorf("-C/--capture: %v", err)
 		return runner.ExitUsage
 	}
+	if o.Unobserved && o.Capture == "" && o.MetricPatt == "" {
+		// Nothing will read the output: let the child write straight to
+		// our streams, as Sacred does with no observers.
+		mode = capture.ModeNo
+	}
 
 	// Collect facts concurrently; git is the slow one.
 	var (
