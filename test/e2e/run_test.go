@@ -469,3 +469,45 @@ func compareShape(t *testing.T, path string, want, got any) {
 		}
 	}
 }
+
+func TestPythonScript(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	dir := t.TempDir()
+	script := `import json, os, sys
+cfg = json.loads(os.environ["SACRED_CONFIG"])
+print("lr", cfg["lr"], "layers", cfg.get("layers"), "args", sys.argv[1:])
+print("progress 50%\rprogress 100%")
+print("warning", file=sys.stderr)
+sys.exit(0 if cfg["lr"] < 1 else 2)
+`
+	if err := os.WriteFile(filepath.Join(dir, "train.py"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := sacred(t, dir, nil, "run", "-F", "runs/", "-c", "baseline", "with", "lr=0.1", "layers=[64,64]", "--", py, "train.py", "--epochs", "3")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := "lr 0.1 layers [64, 64] args ['--epochs', '3']\n"
+	if !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("stdout %q, want it to start with %q", r.stdout, want)
+	}
+	run := readJSON(t, filepath.Join(dir, "runs", "1", "run.json"))
+	wantStatus(t, run, "COMPLETED")
+	if ex := run["experiment"].(map[string]any); ex["name"] != "train" || ex["mainfile"] != "train.py" {
+		t.Errorf("experiment = %v", ex)
+	}
+	cout := readFile(t, filepath.Join(dir, "runs", "1", "cout.txt"))
+	for _, s := range []string{want, "progress 50%\rprogress 100%\n", "warning\n"} {
+		if !strings.Contains(cout, s) {
+			t.Errorf("cout.txt lacks %q: %q", s, cout)
+		}
+	}
+	r = sacred(t, dir, nil, "run", "-F", "runs/", "with", "lr=2", "--", py, "train.py")
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2", r.code)
+	}
+	wantStatus(t, readJSON(t, filepath.Join(dir, "runs", "2", "run.json")), "FAILED")
+}
