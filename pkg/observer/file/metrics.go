@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
