@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -66,17 +65,21 @@ var disableSplice = true
 
 // ParseMode parses the value of the capture-mode option. It accepts pipe,
 // pty and no, plus Sacred's "fd" and "sys" as aliases of pipe. The empty
-// string means auto: pty when stdout is a terminal, else pipe.
+// string means auto: pty when stdout is a terminal, else pipe. Where there
+// are no pseudo-terminals (Windows), pty is an error and auto is pipe.
 func ParseMode(s string, stdout *os.File) (Mode, error) {
 	switch s {
 	case "pipe", "fd", "sys":
 		return ModePipe, nil
 	case "pty":
+		if errNoPTY != nil {
+			return "", errNoPTY
+		}
 		return ModePTY, nil
 	case "no":
 		return ModeNo, nil
 	case "":
-		if stdout != nil && isTerminal(stdout) {
+		if errNoPTY == nil && stdout != nil && isTerminal(stdout) {
 			return ModePTY, nil
 		}
 		return ModePipe, nil
@@ -219,15 +222,7 @@ func (c *Capture) Attach(cmd *exec.Cmd) error {
 		c.readers = []*os.File{ptmx}
 		c.childFD = []*os.File{tty}
 		cmd.Stdout, cmd.Stderr = tty, tty
-		if cmd.SysProcAttr == nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{}
-		}
-		// A new session whose controlling terminal is the pty: the child
-		// then sees a real terminal (job control, isatty, SIGWINCH).
-		// Ctty is a descriptor number in the child: 1 is its stdout.
-		cmd.SysProcAttr.Setsid = true
-		cmd.SysProcAttr.Setctty = true
-		cmd.SysProcAttr.Ctty = 1
+		setControllingTTY(cmd)
 		return nil
 	}
 	return fmt.Errorf("capture: unknown mode %q", c.mode)

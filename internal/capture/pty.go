@@ -1,14 +1,32 @@
+//go:build !windows
+
 package capture
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
+
+// errNoPTY is nil where pseudo-terminals exist; see pty_windows.go.
+var errNoPTY error
+
+// setControllingTTY makes the child a session leader whose controlling
+// terminal is the pty: it then sees a real terminal (job control, isatty,
+// SIGWINCH). Ctty is a descriptor number in the child: 1 is its stdout.
+func setControllingTTY(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
+	cmd.SysProcAttr.Setctty = true
+	cmd.SysProcAttr.Ctty = 1
+}
 
 // openPTY opens a pseudo-terminal for the child: output post-processing is
 // off, so the spool gets exactly the bytes the child wrote (no \n → \r\n),

@@ -1,3 +1,8 @@
+//go:build !windows
+
+// These tests drive Unix tools (sh, head, stty) and ptys; Windows has its
+// own in capture_windows_test.go.
+
 package capture
 
 import (
