@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -227,10 +226,7 @@ func (r *run) start() int {
 		api.Close()
 		return r.abortStart(fmt.Errorf("set up output capture: %w", err), ExitSetupFailed)
 	}
-	fg := setForeground(cmd)
-	if !cmd.SysProcAttr.Setsid {
-		cmd.SysProcAttr.Setpgid = true
-	}
+	fg := prepareChild(cmd)
 
 	// Signals are caught before the start so that none is lost between
 	// the start and the forwarding loop.
@@ -272,12 +268,13 @@ func (r *run) start() int {
 		defer t.Stop()
 		timeout = t.C
 	}
-	pgid := cmd.Process.Pid
 	stop := func(sig syscall.Signal, st string) {
 		if status == "" {
 			status = st
 		}
-		_ = syscall.Kill(-pgid, sig)
+		if signalChild(cmd.Process, sig) {
+			return // killed outright (Windows): no grace to wait out
+		}
 		if killAt == nil {
 			killAt = time.After(cfg.KillAfter)
 		}
@@ -313,12 +310,12 @@ loop:
 			stop(syscall.SIGTERM, observer.StatusTimeout)
 		case <-killAt:
 			r.say("the command did not stop within %s: killing it", cfg.KillAfter)
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			killChild(cmd.Process)
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
 			if status != "" && sig == syscall.SIGINT {
 				r.say("second interrupt: killing the command")
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				killChild(cmd.Process)
 				continue
 			}
 			stop(sig, observer.StatusInterrupted)
@@ -553,20 +550,6 @@ func isInterruptSignal(ps *os.ProcessState) bool {
 	return false
 }
 
-func signalName(sig syscall.Signal) string {
-	names := map[syscall.Signal]string{
-		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
-		syscall.SIGILL: "SIGILL", syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS",
-		syscall.SIGFPE: "SIGFPE", syscall.SIGKILL: "SIGKILL", syscall.SIGSEGV: "SIGSEGV",
-		syscall.SIGPIPE: "SIGPIPE", syscall.SIGALRM: "SIGALRM", syscall.SIGTERM: "SIGTERM",
-		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU",
-	}
-	if n, ok := names[sig]; ok {
-		return n
-	}
-	return "signal " + strconv.Itoa(int(sig))
-}
-
 // failTrace is the run's fail_trace: a line with the exit status or
 // signal, then the tail of stderr, each line ending in "\n" as Sacred's
 // trace lines do.
@@ -597,20 +580,4 @@ func failTrace(code int, sig string, tail []byte) []string {
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
-}
-
-// foreground hands the terminal to the child's process group when the
-// wrapper owns it, so that a child reading the terminal is not stopped
-// (SIGTTIN) and Ctrl-C reaches it directly; restore takes it back.
-type foreground struct {
-	once sync.Once
-	fd   int
-}
-
-func (f *foreground) restore() {
-	f.once.Do(func() {
-		signal.Ignore(syscall.SIGTTOU)
-		defer signal.Reset(syscall.SIGTTOU)
-		_ = tcsetpgrp(f.fd, syscall.Getpgrp())
-	})
 }

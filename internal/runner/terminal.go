@@ -1,11 +1,32 @@
+//go:build !windows
+
 package runner
 
 import (
 	"os"
 	"os/exec"
+	"os/signal"
+	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
+
+// foreground hands the terminal to the child's process group when the
+// wrapper owns it, so that a child reading the terminal is not stopped
+// (SIGTTIN) and Ctrl-C reaches it directly; restore takes it back.
+type foreground struct {
+	once sync.Once
+	fd   int
+}
+
+func (f *foreground) restore() {
+	f.once.Do(func() {
+		signal.Ignore(syscall.SIGTTOU)
+		defer signal.Reset(syscall.SIGTTOU)
+		_ = tcsetpgrp(f.fd, syscall.Getpgrp())
+	})
+}
 
 // setForeground arranges for the child's new process group to become the
 // terminal's foreground group when stdin is a terminal that the wrapper's

@@ -1,0 +1,48 @@
+//go:build !windows
+
+package runner
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+)
+
+// prepareChild puts the child in a process group of its own, so that a
+// forwarded signal reaches its whole tree, unless pty capture already made
+// it a session leader; and hands it the terminal when the wrapper owns it.
+func prepareChild(cmd *exec.Cmd) *foreground {
+	fg := setForeground(cmd)
+	if !cmd.SysProcAttr.Setsid {
+		cmd.SysProcAttr.Setpgid = true
+	}
+	return fg
+}
+
+// signalChild forwards sig to the child's process group (its id is the
+// child's pid). It returns false: the group gets the grace period to stop
+// before killChild.
+func signalChild(p *os.Process, sig syscall.Signal) (killed bool) {
+	_ = syscall.Kill(-p.Pid, sig)
+	return false
+}
+
+// killChild kills the child's whole process group.
+func killChild(p *os.Process) {
+	_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+}
+
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+		syscall.SIGILL: "SIGILL", syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS",
+		syscall.SIGFPE: "SIGFPE", syscall.SIGKILL: "SIGKILL", syscall.SIGSEGV: "SIGSEGV",
+		syscall.SIGPIPE: "SIGPIPE", syscall.SIGALRM: "SIGALRM", syscall.SIGTERM: "SIGTERM",
+		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU",
+	}
+	if n, ok := names[sig]; ok {
+		return n
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
