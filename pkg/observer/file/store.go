@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/sacred-go/sacred/internal/pyjson"
 )
 
@@ -252,22 +250,23 @@ func writeJSONAtomic(path string, v any) ([]byte, error) {
 }
 
 // copyFileAtomic copies src to dst through a temporary file in dst's
-// directory.
+// directory, fsynced before it replaces dst (pendingFile rather than
+// renameio, which is Unix-only).
 func copyFileAtomic(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := renameio.NewPendingFile(dst, renameio.WithTempDir(filepath.Dir(dst)), renameio.WithPermissions(0o644))
+	tmp, err := newPendingFile(dst)
 	if err != nil {
 		return err
 	}
-	defer tmp.Cleanup()
+	defer tmp.cleanup()
 	if _, err := io.Copy(tmp, in); err != nil {
 		return err
 	}
-	return tmp.CloseAtomicallyReplace()
+	return tmp.replace(true)
 }
 
 // reservedNames are the files of a run directory an artifact may not
