@@ -147,12 +147,7 @@ func (r *run) started(ev *observer.StartEvent) error {
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("observer %s could not record the start of the run: %w", o.Name(), err)
-			trace := []string{"sacred: the command was not started: " + err.Error() + "\n"}
-			for _, s := range ok {
-				ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StartTimeout)
-				_ = s.Failed(ctx, &observer.FailedEvent{StopTime: time.Now().UTC(), Trace: trace})
-				cancel()
-			}
+			r.failUnstarted(ok, "sacred: the command was not started: "+err.Error()+"\n")
 			return err
 		}
 		if r.id == "" {
@@ -291,11 +286,10 @@ func (r *run) start() int {
 		fo.beat(metrics, r.heartbeat(api, capt, false))
 	}
 
-	var waitErr error
 loop:
 	for {
 		select {
-		case waitErr = <-exited:
+		case <-exited:
 			break loop
 		case <-ticker:
 			beat()
@@ -335,7 +329,7 @@ loop:
 		r.say("output capture stopped: %v (the output still reached the terminal; the record holds what came before)", err)
 	}
 
-	code, sigName := exitStatus(cmd.ProcessState, waitErr)
+	code, sigName := exitStatus(cmd.ProcessState)
 	if cfg.ResultFile != "" {
 		if v, err := childapi.ReadResultFile(resolve(ev.Meta.Cwd, cfg.ResultFile)); err != nil {
 			r.say("--result-file: %v", err)
@@ -388,13 +382,19 @@ func (r *run) outputFile(mode capture.Mode) *os.File {
 // abortStart ends a run whose command could not be started.
 func (r *run) abortStart(err error, code int) int {
 	r.say("%v", err)
-	line := "sacred: " + err.Error() + "\n"
-	for _, o := range r.obs {
+	r.failUnstarted(r.obs, "sacred: "+err.Error()+"\n")
+	return code
+}
+
+// failUnstarted records a run whose command never started as FAILED in
+// the given observers, with line as its whole trace. It calls them
+// directly: the per-observer queues carry only events of a started child.
+func (r *run) failUnstarted(obs []observer.Observer, line string) {
+	for _, o := range obs {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.FlushTimeout)
 		_ = o.Failed(ctx, &observer.FailedEvent{StopTime: time.Now().UTC(), Trace: []string{line}})
 		cancel()
 	}
-	return code
 }
 
 // end sends the final beat and event and waits for the observers. It
@@ -527,7 +527,7 @@ func rootCause(err error) error {
 
 // exitStatus returns the shell's view of how the child ended, and the
 // signal's name when a signal ended it.
-func exitStatus(ps *os.ProcessState, waitErr error) (int, string) {
+func exitStatus(ps *os.ProcessState) (int, string) {
 	if ps == nil {
 		return 1, ""
 	}

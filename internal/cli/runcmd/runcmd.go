@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,22 +172,13 @@ func loadConfigFile(v *viper.Viper, cwd string) error {
 			return fmt.Errorf("read config file %s: %w", p, err)
 		}
 		for _, k := range v.AllKeys() {
-			if !contains(configurable, k) {
+			if !slices.Contains(configurable, k) {
 				return fmt.Errorf("config file %s: unknown key %q (known: %s)", p, k, strings.Join(configurable, ", "))
 			}
 		}
 		return nil
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // complete fills the options from the command line, config file and
