@@ -32,19 +32,32 @@ const (
 var ErrIDTaken = errors.New("run id already exists")
 
 // Observer records the events of one run. A value is used for exactly one
-// run; the runner never calls its methods concurrently.
+// run; the runner never calls its methods concurrently (Close included: it
+// is called only after every other call has returned).
 //
 // Queued or Started is always the first call and Close the last. Between
 // them come any number of Heartbeat, LogMetrics, Resource and Artifact
 // calls, then at most one of Completed, Interrupted or Failed.
 //
-// Nothing is lost when a call fails: if LogMetrics returns an error, the
-// same points come again (before newer ones) with the next beat; a
-// heartbeat's output range starts where the last successful heartbeat of
-// this observer ended. An observer that keeps failed data itself and
-// retries it later must therefore return nil, or data is written twice.
-// After an error the runner goes on calling the observer: a store that is
-// back may catch up with the run.
+// Ownership, as log/slog states it for records: events and everything they
+// reference (slices, maps, the Output) belong to the caller and are shared
+// by all observers of the run; an observer reads them during the call and
+// copies what it keeps. The one exception is MetricsEvent.Info, which is
+// the observer's own copy: it may add keys (see MetricsEvent).
+//
+// Errors are honest: an error means the call's data may not be stored (part
+// of it may be). A store does not retry on its own and keeps no failed data
+// for later; the retry decorator (pkg/observer/retry), which the runner puts
+// around every observer, keeps what failed, calls again with backoff, and
+// bounds every call with a timeout. A call may therefore come again with
+// the same data after an error, and a store should make such a repeat
+// harmless where it can (an upsert, a write at an offset). Every call must
+// honour its context's deadline and cancellation.
+//
+// A heartbeat's output range [From, To) is to be trusted: From is exactly
+// where the output this observer stored with its last successful Heartbeat
+// ended (0 at first), so a store writes that range and keeps no offset of
+// its own.
 type Observer interface {
 	// Name identifies the observer in messages, e.g. "file storage runs/".
 	// It must never contain a password or token.
@@ -197,9 +210,10 @@ type MetricSeries struct {
 // previous beat, grouped by name in the order names first appeared.
 type MetricsEvent struct {
 	Metrics []MetricSeries
-	// Info is the run's info dict at this beat. An observer may add keys
-	// (as Sacred's Mongo observer adds "metrics"); the runner merges them
-	// into the info of later events.
+	// Info is the run's info dict at this beat, as a copy private to this
+	// observer. An observer may add keys (as Sacred's Mongo observer adds
+	// "metrics"); the runner merges them into the info the other
+	// observers receive, before the end of the run.
 	Info map[string]any
 }
 
@@ -220,9 +234,10 @@ type HeartbeatEvent struct {
 	// HasResult tells a null result from none.
 	Result    any
 	HasResult bool
-	// Output is the whole output; [From, To) is what is new since the
-	// heartbeat this observer received before. Bytes are as the child
-	// wrote them (not necessarily valid UTF-8).
+	// Output is the whole output; [From, To) is what this observer has not
+	// stored yet: From is where its last successful Heartbeat's range
+	// ended (see Observer). Bytes are as the child wrote them (not
+	// necessarily valid UTF-8).
 	Output   Output
 	From, To int64
 	// Final is true for the beat sent just before the final event.

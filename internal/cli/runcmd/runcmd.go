@@ -406,7 +406,7 @@ func (o *Options) buildObservers(lg *logger) ([]observer.Observer, int) {
 		lg.infof("no observer given: recording to file storage in ./runs (-u records nothing; see sacred run --help)")
 		o.Observers["file_storage"] = []string{"runs"}
 	}
-	settings := observer.Settings{Template: o.Template, Warn: o.Stderr}
+	settings := observer.Settings{Flags: map[string]string{"template": o.Template}, Warn: o.Stderr}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var obs []observer.Observer
@@ -423,7 +423,7 @@ func (o *Options) buildObservers(lg *logger) ([]observer.Observer, int) {
 				lg.errorf("-%s/--%s: the %s observer is not available in this version of sacred yet (available: %s)", of.short, of.option, of.what, availableFlags())
 				return nil, runner.ExitUsage
 			}
-			ob, err := kind.New(ctx, val, settings)
+			ob, err := kind.OpenObserver(ctx, val, settings)
 			if err != nil {
 				closeAll()
 				lg.errorf("-%s/--%s %s: %v", of.short, of.option, observer.RedactValue(of.option, val), err)

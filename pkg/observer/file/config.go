@@ -38,12 +38,29 @@ const (
 	CoutFile    = "cout.txt"
 )
 
+// FlagTemplate is the kind's own flag: the report template rendered when
+// the run ends (default: BASEDIR/template.html when it exists).
+const FlagTemplate = "template"
+
 func init() {
 	observer.Register(observer.Kind{
 		Option: Option,
-		New: func(_ context.Context, value string, s observer.Settings) (observer.Observer, error) {
-			return New(value, s)
+		Short:  "F",
+		Arg:    "DIR",
+		Title:  "file storage",
+		Usage:  "record to file storage in DIR (Sacred's FileStorageObserver layout)",
+		Parse:  func(value string) (any, error) { return ParseConfig(value) },
+		New: func(_ context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
+			return NewFromConfig(cfg.(Config), s), nil
 		},
+		Open: func(_ context.Context, cfg any, _ observer.Settings) (observer.Reader, error) {
+			return Open(cfg.(Config).Abs)
+		},
+		Flags: []observer.Flag{{
+			Name:  FlagTemplate,
+			Arg:   "FILE",
+			Usage: "report template for file storage (default: DIR/template.html when it exists)",
+		}},
 	})
 }
 

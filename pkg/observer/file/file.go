@@ -45,10 +45,15 @@ func New(dir string, s observer.Settings) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewFromConfig(cfg, s), nil
+}
+
+// NewFromConfig returns a file-storage observer for a parsed -F value.
+func NewFromConfig(cfg Config, s observer.Settings) *Observer {
 	if s.Warn == nil {
 		s.Warn = io.Discard
 	}
-	return &Observer{cfg: cfg, settings: s}, nil
+	return &Observer{cfg: cfg, settings: s}
 }
 
 // Name is "file storage DIR".

@@ -64,23 +64,23 @@ func TestRegistered(t *testing.T) {
 		t.Fatal("file_storage is not registered")
 	}
 	dir := t.TempDir()
-	o, err := k.New(ctx, dir, observer.Settings{})
+	o, err := k.OpenObserver(ctx, dir, observer.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Priority() != 20 || o.Name() != "file storage "+dir {
 		t.Errorf("priority %d name %q", o.Priority(), o.Name())
 	}
-	if _, err := k.New(ctx, "", observer.Settings{}); err == nil {
+	if _, err := k.OpenObserver(ctx, "", observer.Settings{}); err == nil {
 		t.Error("an empty -F value was accepted")
 	}
 	f := filepath.Join(dir, "file")
 	os.WriteFile(f, nil, 0o644)
-	if _, err := k.New(ctx, f, observer.Settings{}); err == nil || !strings.Contains(err.Error(), "not a directory") {
+	if _, err := k.OpenObserver(ctx, f, observer.Settings{}); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("a file as -F value: %v", err)
 	}
 	// A missing directory is fine: it is created at the start.
-	if _, err := k.New(ctx, filepath.Join(dir, "new", "deeper"), observer.Settings{}); err != nil {
+	if _, err := k.OpenObserver(ctx, filepath.Join(dir, "new", "deeper"), observer.Settings{}); err != nil {
 		t.Error(err)
 	}
 }
@@ -511,7 +511,7 @@ func TestTemplates(t *testing.T) {
 	// A text template given with --template; a broken one warns once.
 	txt := filepath.Join(t.TempDir(), "r.txt")
 	os.WriteFile(txt, []byte("{{.run.status}} {{index .run.fail_trace 0}}"), 0o644)
-	o = newObserver(t, base, observer.Settings{Template: txt})
+	o = newObserver(t, base, observer.Settings{Flags: map[string]string{FlagTemplate: txt}})
 	o.Started(ctx, observertest.StartEvent())
 	o.Failed(ctx, &observer.FailedEvent{StopTime: ev.Time, Trace: []string{"<boom>\n"}})
 	o.Close(ctx)
@@ -521,7 +521,7 @@ func TestTemplates(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.md")
 	os.WriteFile(bad, []byte("{{.run.status"), 0o644)
 	var warn bytes.Buffer
-	o = newObserver(t, base, observer.Settings{Template: bad, Warn: &warn})
+	o = newObserver(t, base, observer.Settings{Flags: map[string]string{FlagTemplate: bad}, Warn: &warn})
 	o.Started(ctx, observertest.StartEvent())
 	if err := o.Interrupted(ctx, &observer.InterruptedEvent{StopTime: ev.Time, Status: "TIMEOUT"}); err != nil {
 		t.Errorf("a broken template fails the event: %v", err)

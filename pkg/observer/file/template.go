@@ -18,8 +18,8 @@ const MaxReportOutput = 1 << 20
 // templatePath is the report template: --template, or BASEDIR/template.html
 // when it exists, or "".
 func (o *Observer) templatePath() string {
-	if o.settings.Template != "" {
-		return o.settings.Template
+	if t := o.settings.Flag(FlagTemplate); t != "" {
+		return t
 	}
 	p := filepath.Join(o.cfg.Abs, TemplateName)
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {

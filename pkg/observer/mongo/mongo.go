@@ -25,7 +25,22 @@ import (
 )
 
 func init() {
-	observer.Register(observer.Kind{Option: "mongo_db", New: Open, Redact: Redact})
+	observer.Register(observer.Kind{
+		Option: "mongo_db",
+		Short:  "m",
+		Arg:    "SPEC",
+		Title:  "MongoDB",
+		Usage:  "record to MongoDB: DB, HOST:PORT:DB or mongodb://... (Sacred's MongoObserver)",
+		Remote: true,
+		Parse:  func(value string) (any, error) { return ParseSpec(value) },
+		Redact: Redact,
+		New: func(ctx context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
+			return New(ctx, cfg.(*Config), s)
+		},
+		Open: func(ctx context.Context, cfg any, _ observer.Settings) (observer.Reader, error) {
+			return newReader(ctx, cfg.(*Config))
+		},
+	})
 }
 
 // Limits of what one document holds. MongoDB refuses documents over 16 MiB;

@@ -32,6 +32,10 @@ func NewReader(ctx context.Context, value string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newReader(ctx, cfg)
+}
+
+func newReader(ctx context.Context, cfg *Config) (*Reader, error) {
 	o, err := New(ctx, cfg, observer.Settings{})
 	if err != nil {
 		return nil, err

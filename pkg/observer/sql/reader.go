@@ -32,11 +32,15 @@ func OpenReader(ctx context.Context, rawURL string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openReader(ctx, cfg)
+}
+
+func openReader(ctx context.Context, cfg *Config) (*Reader, error) {
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{cfg: cfg, db: db, d: cfg.dialect, name: "sql " + Redact(rawURL)}
+	r := &Reader{cfg: cfg, db: db, d: cfg.dialect, name: "sql " + Redact(cfg.raw)}
 	// A database written only by Python Sacred lacks our tables.
 	var n int
 	r.ext = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM run_extra WHERE 1 = 0").Scan(&n) == nil &&

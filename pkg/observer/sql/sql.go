@@ -29,10 +29,19 @@ const Priority = 40
 func init() {
 	observer.Register(observer.Kind{
 		Option: "sql",
-		New: func(ctx context.Context, value string, _ observer.Settings) (observer.Observer, error) {
-			return New(ctx, value)
-		},
+		Short:  "s",
+		Arg:    "URL",
+		Title:  "SQL",
+		Usage:  "record to an SQL database: sqlite:///runs.db, postgresql://..., mysql://... (Sacred's SqlObserver)",
+		Remote: true,
+		Parse:  func(value string) (any, error) { return ParseURL(value) },
 		Redact: Redact,
+		New: func(ctx context.Context, cfg any, _ observer.Settings) (observer.Observer, error) {
+			return newFromConfig(ctx, cfg.(*Config))
+		},
+		Open: func(ctx context.Context, cfg any, _ observer.Settings) (observer.Reader, error) {
+			return openReader(ctx, cfg.(*Config))
+		},
 	})
 }
 
@@ -71,11 +80,15 @@ func New(ctx context.Context, rawURL string) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newFromConfig(ctx, cfg)
+}
+
+func newFromConfig(ctx context.Context, cfg *Config) (*Observer, error) {
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	o := &Observer{cfg: cfg, db: db, d: cfg.dialect, name: "sql " + Redact(rawURL),
+	o := &Observer{cfg: cfg, db: db, d: cfg.dialect, name: "sql " + Redact(cfg.raw),
 		outCap: outputCap, outHead: outputHead}
 	if err := ensureSchema(ctx, db, cfg.dialect); err != nil {
 		db.Close()
