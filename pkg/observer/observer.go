@@ -141,6 +141,11 @@ type Source struct {
 	Name string // path relative to the experiment's BaseDir
 	Path string // absolute path of the file as it was read
 	MD5  string // hex md5 of the content
+	Size int64  // bytes
+	// Omitted is set when the file is larger than the source size cap
+	// (--max-source-size): the run records its name, md5 and size but not
+	// its content, and a store must not read Path.
+	Omitted bool
 }
 
 // Repository is one git repository the sources live in.
