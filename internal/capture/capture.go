@@ -2,7 +2,9 @@
 // writes reaches the wrapper's own stdout/stderr at once and unchanged, and is
 // appended to a spool file that observers read through observer.Output. The
 // output is never held in memory: only fixed buffers and a bounded tail of
-// stderr (for the fail trace) are kept.
+// stderr (for the fail trace) are kept. The spool may be an observer's own
+// file (Options.SpoolFile); when writing it fails, the spool goes on in a
+// private file, so Output stays whole (see OwnerLost).
 //
 // Three modes exist. In pipe mode the child gets two pipes; in pty mode it
 // gets a pseudo-terminal as stdout and stderr (one merged stream) so that
