@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 // Observer writes one run into BASEDIR/<id>/. It implements
@@ -119,14 +119,14 @@ func (o *Observer) start(ctx context.Context, ev *observer.StartEvent, queued bo
 		if ev.Meta.QueueTime != nil {
 			qt = *ev.Meta.QueueTime
 		}
-		meta["queue_time"] = pyjson.FormatTime(qt)
+		meta["queue_time"] = sacredjson.FormatTime(qt)
 		o.run["status"] = observer.StatusQueued
 	} else {
 		if ev.Host != nil {
 			o.run["host"] = hostMap(ev.Host)
 		}
 		o.run["status"] = observer.StatusRunning
-		o.run["start_time"] = pyjson.FormatTime(ev.Time)
+		o.run["start_time"] = sacredjson.FormatTime(ev.Time)
 		o.run["heartbeat"] = nil
 		o.resources, o.artifacts = []any{}, []any{}
 		o.run["resources"], o.run["artifacts"] = o.resources, o.artifacts
@@ -281,7 +281,7 @@ func (o *Observer) Heartbeat(_ context.Context, ev *observer.HeartbeatEvent) err
 		return err
 	}
 	errOut := o.appendOutput(ev)
-	o.run["heartbeat"] = pyjson.FormatTime(ev.BeatTime)
+	o.run["heartbeat"] = sacredjson.FormatTime(ev.BeatTime)
 	o.run["result"] = nil
 	if ev.HasResult {
 		o.run["result"] = ev.Result
@@ -321,7 +321,7 @@ func (o *Observer) appendOutput(ev *observer.HeartbeatEvent) error {
 }
 
 func (o *Observer) writeInfo() error {
-	data, err := pyjson.Marshal(o.info)
+	data, err := sacredjson.Marshal(o.info)
 	if err != nil {
 		return fmt.Errorf("file storage: run %s: encoding info.json: %w", o.id, err)
 	}
@@ -382,7 +382,7 @@ func (o *Observer) Artifact(_ context.Context, ev *observer.ArtifactEvent) error
 func (o *Observer) Completed(_ context.Context, ev *observer.CompletedEvent) error {
 	return o.finish("completed", func() {
 		o.run["status"] = observer.StatusCompleted
-		o.run["stop_time"] = pyjson.FormatTime(ev.StopTime)
+		o.run["stop_time"] = sacredjson.FormatTime(ev.StopTime)
 		o.run["result"] = nil
 		if ev.HasResult {
 			o.run["result"] = ev.Result
@@ -399,7 +399,7 @@ func (o *Observer) Interrupted(_ context.Context, ev *observer.InterruptedEvent)
 			status = observer.StatusInterrupted
 		}
 		o.run["status"] = status
-		o.run["stop_time"] = pyjson.FormatTime(ev.StopTime)
+		o.run["stop_time"] = sacredjson.FormatTime(ev.StopTime)
 	})
 }
 
@@ -407,7 +407,7 @@ func (o *Observer) Interrupted(_ context.Context, ev *observer.InterruptedEvent)
 func (o *Observer) Failed(_ context.Context, ev *observer.FailedEvent) error {
 	return o.finish("failed", func() {
 		o.run["status"] = observer.StatusFailed
-		o.run["stop_time"] = pyjson.FormatTime(ev.StopTime)
+		o.run["stop_time"] = sacredjson.FormatTime(ev.StopTime)
 		trace := ev.Trace
 		if trace == nil {
 			trace = []string{}
@@ -433,7 +433,7 @@ func (o *Observer) finish(event string, update func()) error {
 		}
 	}
 	update()
-	data, err := pyjson.Marshal(o.run)
+	data, err := sacredjson.Marshal(o.run)
 	if err == nil {
 		err = writeSynced(filepath.Join(o.runDir, RunFile), data)
 	}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 var ctx = context.Background()
@@ -91,7 +91,7 @@ func readJSONFile(t *testing.T, path string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := pyjson.Unmarshal(b)
+	v, err := sacredjson.Unmarshal(b)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -416,7 +416,7 @@ func TestMetricsIncremental(t *testing.T) {
 		for k, v := range want {
 			wm[string([]rune(k))] = map[string]any{"steps": v["steps"], "timestamps": v["timestamps"], "values": v["values"]}
 		}
-		exp, _ := pyjson.Marshal(wm)
+		exp, _ := sacredjson.Marshal(wm)
 		got, _ := os.ReadFile(path)
 		if !bytes.Equal(got, exp) {
 			t.Fatalf("%s: metrics.json differs\n got: %s\nwant: %s", stage, got, exp)
@@ -449,7 +449,7 @@ func TestMetricsIncremental(t *testing.T) {
 					want[n] = m
 				}
 				m["steps"] = append(m["steps"], p.Step)
-				m["timestamps"] = append(m["timestamps"], pyjson.FormatTime(p.Time))
+				m["timestamps"] = append(m["timestamps"], sacredjson.FormatTime(p.Time))
 				m["values"] = append(m["values"], p.Value)
 			}
 			series = append(series, observer.MetricSeries{Name: n, Points: pts})
@@ -462,7 +462,7 @@ func TestMetricsIncremental(t *testing.T) {
 			// Someone rewrites the file (same content, other layout): the
 			// writer notices and reads it back instead of copying ranges.
 			v := readJSONFile(t, path)
-			b, _ := pyjson.Marshal(v)
+			b, _ := sacredjson.Marshal(v)
 			os.WriteFile(path, append(b, '\n'), 0o644)
 		}
 	}
@@ -611,7 +611,7 @@ func TestReadGolden(t *testing.T) {
 			}
 			for j, p := range run.Metrics[0].Points {
 				if p.Step != m["steps"].([]any)[j].(int64) || p.Value != m["values"].([]any)[j].(float64) ||
-					pyjson.FormatTime(p.Time) != m["timestamps"].([]any)[j] {
+					sacredjson.FormatTime(p.Time) != m["timestamps"].([]any)[j] {
 					t.Errorf("%s/%s: point %d = %+v", dir, id, j, p)
 				}
 			}
@@ -694,7 +694,7 @@ func TestReplayGolden(t *testing.T) {
 
 func mustTime(t *testing.T, v any) time.Time {
 	t.Helper()
-	tm, err := pyjson.ParseTime(v.(string))
+	tm, err := sacredjson.ParseTime(v.(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -860,15 +860,15 @@ func replay(t *testing.T, gdir string) {
 		delete(m, "host")
 		delete(m, "meta")
 	}
-	gotRun, _ := pyjson.Marshal(ours)
-	wantRun, _ := pyjson.Marshal(g)
+	gotRun, _ := sacredjson.Marshal(ours)
+	wantRun, _ := sacredjson.Marshal(g)
 	if !bytes.Equal(gotRun, wantRun) {
 		t.Errorf("run.json (without host and meta) differs\n got: %s\nwant: %s", gotRun, wantRun)
 	}
 	// Also the bytes of the whole file match Python's where the keys are
-	// the same: the layout of our file is pyjson's.
+	// the same: the layout of our file is sacredjson's.
 	raw, _ := os.ReadFile(filepath.Join(runDir, RunFile))
-	if re, _ := pyjson.Marshal(readJSONFile(t, filepath.Join(runDir, RunFile))); !bytes.Equal(raw, re) {
+	if re, _ := sacredjson.Marshal(readJSONFile(t, filepath.Join(runDir, RunFile))); !bytes.Equal(raw, re) {
 		t.Error("run.json is not in Python's json.dump layout")
 	}
 }
@@ -917,11 +917,11 @@ func TestMetricsWriteFailure(t *testing.T) {
 	for name, ps := range map[string][]observer.MetricPoint{"loss": pts(0, 7), "acc": pts(0, 2)} {
 		var steps, stamps, values []any
 		for _, p := range ps {
-			steps, stamps, values = append(steps, p.Step), append(stamps, pyjson.FormatTime(p.Time)), append(values, p.Value)
+			steps, stamps, values = append(steps, p.Step), append(stamps, sacredjson.FormatTime(p.Time)), append(values, p.Value)
 		}
 		want[name] = map[string]any{"steps": steps, "timestamps": stamps, "values": values}
 	}
-	exp, _ := pyjson.Marshal(want)
+	exp, _ := sacredjson.Marshal(want)
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, exp) {
 		t.Errorf("metrics.json after a failed write\n got: %s\nwant: %s", got, exp)
 	}

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 // metricsFile keeps metrics.json of one run:
@@ -84,14 +84,14 @@ func (m *metricsFile) add(ev *observer.MetricsEvent) {
 		s := m.get(cleanName(ms.Name))
 		for _, p := range ms.Points {
 			s.pending[arrSteps] = strconv.AppendInt(append(s.pending[arrSteps], elemSep...), p.Step, 10)
-			s.pending[arrTimestamps] = pyjson.AppendString(append(s.pending[arrTimestamps], elemSep...), pyjson.FormatTime(p.Time))
-			s.pending[arrValues] = pyjson.AppendFloat(append(s.pending[arrValues], elemSep...), p.Value)
+			s.pending[arrTimestamps] = sacredjson.AppendString(append(s.pending[arrTimestamps], elemSep...), sacredjson.FormatTime(p.Time))
+			s.pending[arrValues] = sacredjson.AppendFloat(append(s.pending[arrValues], elemSep...), p.Value)
 			s.npend++
 		}
 	}
 }
 
-// cleanName makes a metric name valid UTF-8 the way pyjson writes keys:
+// cleanName makes a metric name valid UTF-8 the way sacredjson writes keys:
 // each invalid byte becomes U+FFFD.
 func cleanName(name string) string {
 	return string([]rune(name))
@@ -156,7 +156,7 @@ func (m *metricsFile) write() error {
 			cw.str(",")
 		}
 		cw.str("\n  ")
-		cw.bytes(pyjson.AppendString(nil, s.name))
+		cw.bytes(sacredjson.AppendString(nil, s.name))
 		cw.str(": {")
 		total := s.n + s.npend
 		for a := range 3 {
@@ -220,7 +220,7 @@ func (m *metricsFile) reload() error {
 	pend := m.byName
 	m.series, m.byName, m.written = nil, map[string]*series{}, false
 	if err == nil {
-		v, err := pyjson.Unmarshal(data)
+		v, err := sacredjson.Unmarshal(data)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", m.path, err)
 		}
@@ -231,7 +231,7 @@ func (m *metricsFile) reload() error {
 			for a, key := range arrayKeys {
 				list, _ := sm[key].([]any)
 				for _, x := range list {
-					s.pending[a], err = pyjson.AppendValue(append(s.pending[a], elemSep...), x, 3)
+					s.pending[a], err = sacredjson.AppendValue(append(s.pending[a], elemSep...), x, 3)
 					if err != nil {
 						return fmt.Errorf("reading %s: %w", m.path, err)
 					}

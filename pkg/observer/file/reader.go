@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 // Reader reads runs from a file-storage directory, ours or one written by
@@ -101,7 +101,7 @@ func readJSON(path string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := pyjson.Unmarshal(data)
+	v, err := sacredjson.Unmarshal(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -349,7 +349,7 @@ func readMetrics(m map[string]any) []observer.MetricSeries {
 func timeOf(v any) time.Time {
 	switch x := v.(type) {
 	case string:
-		t, err := pyjson.ParseTime(x)
+		t, err := sacredjson.ParseTime(x)
 		if err == nil {
 			return t
 		}

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 // maxIDTries is how often Sacred increments a colliding run id.
@@ -239,7 +239,7 @@ func syncPath(path string) error {
 // writeJSONAtomic encodes v as Python's json.dump(sort_keys, indent=2) and
 // replaces path with it.
 func writeJSONAtomic(path string, v any) ([]byte, error) {
-	data, err := pyjson.Marshal(v)
+	data, err := sacredjson.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
 	}
