@@ -50,7 +50,10 @@ func (l *losses) summary() string {
 		parts = append(parts, fmt.Sprintf("output bytes %d to %d (%s) of cout.txt",
 			l.outStored, l.outWant, humanBytes(l.outWant-l.outStored)))
 	}
-	if l.points > 0 {
+	switch {
+	case l.points == 1:
+		parts = append(parts, "1 metric point")
+	case l.points > 1:
 		parts = append(parts, fmt.Sprintf("%d metric points", l.points))
 	}
 	if l.info {
