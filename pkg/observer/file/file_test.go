@@ -969,3 +969,55 @@ func strs(v any) []string {
 	}
 	return out
 }
+
+// A stored copy never has more permissions than the original; a shared
+// copy made from a public file is narrowed when the same content arrives
+// from a private one.
+func TestStoredModes(t *testing.T) {
+	base := t.TempDir()
+	o := newObserver(t, base, observer.Settings{})
+	if _, err := o.Started(ctx, observertest.StartEvent()); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(ctx)
+	src := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(src, name)
+		os.WriteFile(p, []byte("same content\n"), mode)
+		os.Chmod(p, mode)
+		return p
+	}
+	pub, priv := write("pub.txt", 0o644), write("priv.txt", 0o600)
+	for _, p := range []string{pub, priv} {
+		if err := o.Resource(ctx, &observer.ResourceEvent{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Different names, one content: two shared copies, each its own mode.
+	for name, want := range map[string]os.FileMode{"pub": 0o644, "priv": 0o600} {
+		m, _ := filepath.Glob(filepath.Join(base, layout.ResourcesDir, name+"_*.txt"))
+		if len(m) != 1 {
+			t.Fatalf("%s: %v", name, m)
+		}
+		if fi, _ := os.Stat(m[0]); fi.Mode().Perm() != want {
+			t.Errorf("%s stored %04o, want %04o", m[0], fi.Mode().Perm(), want)
+		}
+	}
+	// The same name and content again from a private file: narrowed.
+	os.Chmod(pub, 0o600)
+	if err := o.Resource(ctx, &observer.ResourceEvent{Path: pub}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := filepath.Glob(filepath.Join(base, layout.ResourcesDir, "pub_*.txt"))
+	if fi, _ := os.Stat(m[0]); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the public copy of now private content is %04o", fi.Mode().Perm())
+	}
+	// An artifact whose original is gone: the private copy's mode.
+	cp := write("copy.bin", 0o600)
+	if err := o.Artifact(ctx, &observer.ArtifactEvent{Name: "a.bin", Path: cp, OrigPath: filepath.Join(src, "gone")}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(base, "1", "a.bin")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("artifact stored %04o", fi.Mode().Perm())
+	}
+}
