@@ -196,7 +196,9 @@ func (o *Observer) writeRun(final bool) error {
 	if err != nil {
 		return fmt.Errorf("file storage: run %s: encoding %s: %w", o.id, layout.RunFile, err)
 	}
-	if err := writeRunJSON(filepath.Join(o.runDir, layout.RunFile), data, final); err != nil {
+	// A queued run keeps no room: it is not ended by this observer.
+	running := o.run.Status() == observer.StatusRunning
+	if err := writeRunJSON(filepath.Join(o.runDir, layout.RunFile), data, running, final); err != nil {
 		return fmt.Errorf("file storage: run %s: writing %s: %w", o.id, layout.RunFile, err)
 	}
 	return nil

@@ -252,19 +252,20 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 const runJSONReserve = 128 << 10
 
 // writeRunJSON replaces run.json with data. While the run goes on
-// (final == false) the new file keeps runJSONReserve bytes allocated past
-// its end. When the replacement fails (a full disk: no room for a second
+// (running) the new file keeps runJSONReserve bytes allocated past its
+// end. When the replacement fails (a full disk: no room for a second
 // copy), data is written over the old file in place, into the space it
 // kept: a reader may then see a partial file for a moment, which is better
-// than a run left RUNNING for ever. The final write is synced.
-func writeRunJSON(path string, data []byte, final bool) error {
+// than a run left RUNNING for ever. The final write (final) gives the
+// space back and is synced.
+func writeRunJSON(path string, data []byte, running, final bool) error {
 	errAtomic := func() error {
 		pf, err := newPendingFile(path, 0o644)
 		if err != nil {
 			return err
 		}
 		defer pf.cleanup()
-		if !final {
+		if running && !final {
 			if err := reserve(pf.File, int64(len(data))+runJSONReserve); err != nil {
 				return err
 			}
