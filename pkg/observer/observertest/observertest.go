@@ -4,10 +4,11 @@
 // observer.Observer interface and reads them back through observer.Reader.
 //
 //	func TestConformance(t *testing.T) {
-//		dir := t.TempDir()
+//		cfg, err := file.ParseConfig(t.TempDir())
+//		...
 //		observertest.Run(t, observertest.Store{
-//			New:    func(t *testing.T) observer.Observer { o, err := file.New(dir, observer.Settings{}); ...; return o },
-//			Reader: func(t *testing.T) observer.Reader { r, err := file.Open(dir); ...; return r },
+//			New:    func(t *testing.T) observer.Observer { o, err := file.New(ctx, cfg, observer.Settings{}); ...; return o },
+//			Reader: func(t *testing.T) observer.Reader { r, err := file.Open(ctx, cfg, observer.Settings{}); ...; return r },
 //		})
 //	}
 //
