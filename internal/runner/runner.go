@@ -76,9 +76,6 @@ type run struct {
 	warn io.Writer
 	obs  []observer.Observer
 	id   string
-	// outputOwner names the observer whose own file the output is
-	// captured into, for the message when that file could not hold it.
-	outputOwner string
 }
 
 func (r *run) say(format string, args ...any) {
@@ -331,9 +328,6 @@ loop:
 	if err := capt.Err(); err != nil {
 		r.say("output capture stopped: %v (the output still reached the terminal; the record holds what came before)", err)
 	}
-	if from, err := capt.OwnerLost(); err != nil {
-		r.say("%s: output from byte %d not stored: %v", r.outputOwner, from, err)
-	}
 
 	code, sigName := exitStatus(cmd.ProcessState)
 	if cfg.ResultFile != "" {
@@ -378,7 +372,6 @@ func (r *run) outputFile(mode capture.Mode) *os.File {
 				continue
 			}
 			if f != nil {
-				r.outputOwner = o.Name()
 				return f
 			}
 		}

@@ -89,13 +89,13 @@ func TestHardening10DiskFullOtherStoresGetWholeOutput(t *testing.T) {
 }
 
 // TestHardening10DiskFullFileStoreSaysWhatItLost: the run's stderr says
-// from which byte file storage lacks the output, and why. The runner says
-// it from capture.Capture.OwnerLost.
+// from which byte file storage lacks the output, and why, in the one line
+// where file storage sums up what its record lacks.
 func TestHardening10DiskFullFileStoreSaysWhatItLost(t *testing.T) {
 	r := runOnFullDisk(t, "pipe")
 	line := ""
 	for l := range strings.Lines(r.res.stderr) {
-		if strings.Contains(l, fmt.Sprintf("output from byte %d not stored", len(r.cout))) {
+		if strings.Contains(l, fmt.Sprintf("without output bytes %d to ", len(r.cout))) {
 			line = l
 		}
 	}
