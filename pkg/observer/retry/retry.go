@@ -113,13 +113,13 @@ type Event struct {
 	Err error
 }
 
-// file is a pending artifact or resource.
-type file struct {
+// pendingFile is a pending artifact or resource.
+type pendingFile struct {
 	artifact *observer.ArtifactEvent
 	resource *observer.ResourceEvent
 }
 
-func (f file) op() string {
+func (f pendingFile) op() string {
 	if f.artifact != nil {
 		return "artifact " + f.artifact.Name
 	}
@@ -134,7 +134,7 @@ type Observer struct {
 	// calls serialises the calls; the fields up to mu belong to its
 	// holder.
 	calls    sync.Mutex
-	files    []file
+	files    []pendingFile
 	metrics  []observer.MetricSeries
 	index    map[string]int // metric name → position in metrics
 	points   int64
@@ -302,7 +302,7 @@ func (r *Observer) Artifact(ctx context.Context, ev *observer.ArtifactEvent) err
 	if ev.Metadata != nil {
 		e.Metadata = observer.CloneMap(ev.Metadata)
 	}
-	r.files = append(r.files, file{artifact: &e})
+	r.files = append(r.files, pendingFile{artifact: &e})
 	r.sendFilesIfDue(ctx, "artifact "+ev.Name)
 	return nil
 }
@@ -313,7 +313,7 @@ func (r *Observer) Resource(ctx context.Context, ev *observer.ResourceEvent) err
 	r.calls.Lock()
 	defer r.calls.Unlock()
 	e := *ev
-	r.files = append(r.files, file{resource: &e})
+	r.files = append(r.files, pendingFile{resource: &e})
 	r.sendFilesIfDue(ctx, "resource "+ev.Path)
 	return nil
 }
@@ -516,7 +516,7 @@ func (r *Observer) flushFiles(ctx context.Context) (failed, stop bool) {
 		if err != nil {
 			return true, stops(ctx, err)
 		}
-		r.files[0] = file{}
+		r.files[0] = pendingFile{}
 		r.files = r.files[1:]
 		r.publish()
 	}

@@ -76,7 +76,7 @@ func (s *recorder) Heartbeat(_ context.Context, ev *observer.HeartbeatEvent) err
 	if err != nil {
 		return err
 	}
-	s.output = append(s.output[:ev.From], b...)
+	s.output = append(s.output[:min(ev.From, int64(len(s.output)))], b...)
 	s.froms = append(s.froms, ev.From)
 	s.info = observer.CloneMap(ev.Info)
 	s.result = ev.Result
