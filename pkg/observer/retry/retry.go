@@ -93,7 +93,8 @@ type Options struct {
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	// Report is told of every failure and every recovery; it may be nil.
-	// It is called from the goroutine that made the call.
+	// It is called from the goroutine that made the call, during it, so
+	// it may call Pending but no event method.
 	Report func(Event)
 
 	// Test hooks: the clock, the final flush's sleep and the jitter.
