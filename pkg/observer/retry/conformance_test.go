@@ -45,7 +45,9 @@ func TestConformanceThroughTheDecorator(t *testing.T) {
 				opt.sleep = clock.sleep
 				return Wrap(newFlaky(o, 2), opt), nil
 			}
-			observer.Register(k)
+			if _, done := observer.Lookup(c.option); !done { // -count=N runs this again
+				observer.Register(k)
+			}
 			registered, ok := observer.Lookup(c.option)
 			if !ok {
 				t.Fatal("the flaky kind is not registered")
