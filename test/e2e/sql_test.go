@@ -19,7 +19,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sacred-go/sacred/pkg/observer"
-	sqlstore "github.com/sacred-go/sacred/pkg/observer/sql"
+	"github.com/sacred-go/sacred/pkg/observer/sqlstore"
 )
 
 // sqlURLs gives each SQL database a fresh URL for one test: an SQLite
