@@ -52,7 +52,7 @@ func serverURL(env, def string) func(t *testing.T) string {
 		if admin == "" {
 			admin = def
 		}
-		cfg, err := ParseURL(admin)
+		cfg, err := ParseConfig(admin)
 		if err != nil {
 			t.Fatalf("%s: %v", env, err)
 		}
@@ -162,7 +162,7 @@ func startEvent(t *testing.T) *observer.StartEvent {
 
 func newObs(t *testing.T, url string) *Observer {
 	t.Helper()
-	o, err := New(context.Background(), url)
+	o, err := newURL(context.Background(), url)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -172,7 +172,7 @@ func newObs(t *testing.T, url string) *Observer {
 
 func newReader(t *testing.T, url string) *Reader {
 	t.Helper()
-	r, err := OpenReader(context.Background(), url)
+	r, err := openURL(context.Background(), url)
 	if err != nil {
 		t.Fatalf("OpenReader: %v", err)
 	}
@@ -202,4 +202,22 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	p := filepath.Join(dir, name)
 	must(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
+}
+
+// newURL parses url and opens an observer, as the registry does.
+func newURL(ctx context.Context, url string) (*Observer, error) {
+	cfg, err := ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg, observer.Settings{})
+}
+
+// openURL parses url and opens a reader, as the registry does.
+func openURL(ctx context.Context, url string) (*Reader, error) {
+	cfg, err := ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, cfg, observer.Settings{})
 }

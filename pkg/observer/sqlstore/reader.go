@@ -25,17 +25,9 @@ type Reader struct {
 
 var _ observer.Reader = (*Reader)(nil)
 
-// OpenReader connects to the database of an SQLAlchemy URL for reading.
-// It creates nothing.
-func OpenReader(ctx context.Context, rawURL string) (*Reader, error) {
-	cfg, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	return openReader(ctx, cfg)
-}
-
-func openReader(ctx context.Context, cfg *Config) (*Reader, error) {
+// Open connects to the database of cfg for reading back runs written by
+// us or by Python Sacred. It creates nothing.
+func Open(ctx context.Context, cfg *Config, _ observer.Settings) (*Reader, error) {
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err

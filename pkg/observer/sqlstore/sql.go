@@ -23,28 +23,6 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-// Priority is Sacred's SqlObserver priority.
-const Priority = 40
-
-func init() {
-	observer.Register(observer.Kind{
-		Option: "sql",
-		Short:  "s",
-		Arg:    "URL",
-		Title:  "SQL",
-		Usage:  "record to an SQL database: sqlite:///runs.db, postgresql://..., mysql://... (Sacred's SqlObserver)",
-		Remote: true,
-		Parse:  func(value string) (any, error) { return ParseURL(value) },
-		Redact: Redact,
-		New: func(ctx context.Context, cfg any, _ observer.Settings) (observer.Observer, error) {
-			return newFromConfig(ctx, cfg.(*Config))
-		},
-		Open: func(ctx context.Context, cfg any, _ observer.Settings) (observer.Reader, error) {
-			return openReader(ctx, cfg.(*Config))
-		},
-	})
-}
-
 const (
 	// outputChunk is the size of one row of run_output: well below
 	// MySQL's default max_allowed_packet of 16 MiB.
@@ -71,25 +49,19 @@ type Observer struct {
 	outSeq    int   // next run_output.seq
 	outCap    int   // bytes of captured_out we may write
 	outHead   int
+	warn      io.Writer // one-line warnings for the user
 }
 
-// New parses an SQLAlchemy URL, connects, and creates the tables that are
-// missing. Errors are one line and never contain the password.
-func New(ctx context.Context, rawURL string) (*Observer, error) {
-	cfg, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	return newFromConfig(ctx, cfg)
-}
-
-func newFromConfig(ctx context.Context, cfg *Config) (*Observer, error) {
+// New connects to the database of cfg and creates the tables that are
+// missing, so that a wrong URL or an unreachable server is reported before
+// the command starts. Errors are one line and never contain the password.
+func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, error) {
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	o := &Observer{cfg: cfg, db: db, d: cfg.dialect, name: "sql " + Redact(cfg.raw),
-		outCap: outputCap, outHead: outputHead}
+		outCap: outputCap, outHead: outputHead, warn: s.Warner()}
 	if err := ensureSchema(ctx, db, cfg.dialect); err != nil {
 		db.Close()
 		return nil, cfg.scrub(fmt.Errorf("%s: %w", o.name, err))
@@ -136,7 +108,7 @@ func (o *Observer) mysqlLimits(ctx context.Context) error {
 func (o *Observer) Name() string { return o.name }
 
 // Priority implements observer.Observer.
-func (o *Observer) Priority() int { return Priority }
+func (o *Observer) Priority() int { return DefaultPriority }
 
 // DB gives tests and tools the connection; it is closed by Close.
 func (o *Observer) DB() *sql.DB { return o.db }
