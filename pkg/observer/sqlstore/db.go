@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -203,6 +204,55 @@ func (d dialect) tm(t time.Time) any {
 		return t.Format(sqliteTime)
 	}
 	return t
+}
+
+// float gives what a FLOAT column of the dialect can hold: NaN and the
+// infinities only where the database stores them.
+func (o *Observer) float(v float64) any {
+	switch {
+	case math.IsNaN(v):
+		if o.d == dialectPostgres {
+			return v
+		}
+		return nil
+	case math.IsInf(v, 0):
+		if o.d == dialectMySQL {
+			return nil
+		}
+		return v
+	}
+	return v
+}
+
+// resultFloat is the value of run.result for a result: the number when it
+// is one, NULL otherwise.
+func (o *Observer) resultFloat(r any) any {
+	var f float64
+	switch x := r.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case int:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	case int32:
+		f = float64(x)
+	case uint64:
+		f = float64(x)
+	case uint:
+		f = float64(x)
+	case interface{ Float64() (float64, error) }: // json.Number
+		v, err := x.Float64()
+		if err != nil {
+			return nil
+		}
+		f = v
+	default:
+		return nil
+	}
+	return o.float(f)
 }
 
 // dbTime scans a DATETIME column of any dialect into UTC.
