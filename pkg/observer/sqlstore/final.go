@@ -11,6 +11,8 @@ import (
 
 // Completed implements observer.Observer.
 func (o *Observer) Completed(ctx context.Context, ev *observer.CompletedEvent) error {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	return o.finish(ctx, "completed", func(tx *sql.Tx) error {
 		q := "UPDATE run SET stop_time = ?, status = ?"
 		args := []any{o.d.tm(ev.StopTime), observer.StatusCompleted}
@@ -30,6 +32,8 @@ func (o *Observer) Completed(ctx context.Context, ev *observer.CompletedEvent) e
 
 // Interrupted implements observer.Observer.
 func (o *Observer) Interrupted(ctx context.Context, ev *observer.InterruptedEvent) error {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	status := ev.Status
 	if status != observer.StatusTimeout {
 		status = observer.StatusInterrupted
@@ -43,20 +47,22 @@ func (o *Observer) Interrupted(ctx context.Context, ev *observer.InterruptedEven
 // Failed implements observer.Observer. fail_trace is the lines joined with
 // "\n" as Sacred writes it; run_extra keeps the list.
 func (o *Observer) Failed(ctx context.Context, ev *observer.FailedEvent) error {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	trace := ev.Trace
 	if trace == nil {
 		trace = []string{}
 	}
-	js, err := marshal(trace)
+	js, err := marshal(escAll(trace))
 	if err != nil {
 		return o.wrap("encode fail trace", err)
 	}
 	return o.finish(ctx, "failed", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, o.q("UPDATE run SET stop_time = ?, status = ?, fail_trace = ? WHERE run_id = ?"),
-			o.d.tm(ev.StopTime), observer.StatusFailed, decodeText([]byte(strings.Join(trace, "\n"))), o.runID); err != nil {
+			o.d.tm(ev.StopTime), observer.StatusFailed, o.fits("fail trace", cleanText(strings.Join(trace, "\n"))), o.runID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, o.q("UPDATE run_extra SET fail_trace = ? WHERE run_id = ?"), js, o.runID)
+		_, err := tx.ExecContext(ctx, o.q("UPDATE run_extra SET fail_trace = ? WHERE run_id = ?"), o.fits("fail trace", js), o.runID)
 		return err
 	})
 }

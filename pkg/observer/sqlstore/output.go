@@ -1,34 +1,35 @@
 package sqlstore
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-// Heartbeat stores the new output, the captured_out text, info, beat time
-// and result in one transaction.
+// Heartbeat stores, in one transaction, the output range [From, To) into
+// run_output, the captured_out text, info, beat time and result. Output
+// rows are keyed by their byte offset and written as upserts, so a beat
+// sent again after an error (the range starts at the same From) replaces
+// what an unacknowledged commit may have stored instead of doubling it.
 func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	info, err := marshal(ev.Info)
 	if err != nil {
 		return o.wrap("encode info", err)
 	}
+	// captured_out, the costly part of a beat, is rewritten only when
+	// there is new output, and at the first beat.
 	var out string
-	var newBytes int64
-	// Unchanged output is not rewritten: captured_out is the costly part
-	// of a beat.
-	writeOut := ev.Output != nil && (ev.To != o.outStored || o.outSeq == 0)
+	writeOut := ev.Output != nil && (ev.To > ev.From || ev.From == 0)
 	if writeOut {
-		out, err = o.capturedOut(ev.Output, ev.To)
-		if err != nil {
-			return o.wrap("read output", err)
+		if out, err = o.capturedOut(ev.Output, ev.To); err != nil {
+			return o.wrap("heartbeat", err)
 		}
 	}
 	tx, err := o.db.BeginTx(ctx, nil)
@@ -36,29 +37,34 @@ func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) e
 		return o.wrap("heartbeat: begin", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	seq := o.outSeq
-	if ev.Output != nil && ev.To > o.outStored {
-		// Only the bytes not stored yet, whatever From says, so a failed
-		// beat is caught up by the next one.
-		buf := make([]byte, outputChunk)
-		for off := o.outStored; off < ev.To; {
-			n := min(int64(outputChunk), ev.To-off)
-			if _, err := ev.Output.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-				return o.wrap("read output", err)
+	if ev.Output != nil && ev.To > ev.From {
+		ins := o.q("INSERT INTO run_output (run_id, pos, content) VALUES (?, ?, ?)" +
+			o.d.onConflict([]string{"run_id", "pos"}, []string{"content"}))
+		buf := make([]byte, min(outputChunk, o.maxValue, ev.To-ev.From))
+		for off := ev.From; off < ev.To; {
+			chunk, err := readOutput(ev.Output, off, buf[:min(int64(len(buf)), ev.To-off)])
+			if err != nil {
+				return o.wrap("heartbeat", err)
 			}
-			if _, err := tx.ExecContext(ctx, o.q("INSERT INTO run_output (run_id, seq, content) VALUES (?, ?, ?)"), o.runID, seq, buf[:n]); err != nil {
-				return o.wrap("insert output", err)
+			if _, err := tx.ExecContext(ctx, ins, o.runID, off, chunk); err != nil {
+				return o.wrap("store output", err)
 			}
-			seq++
-			off += n
+			off += int64(len(chunk))
 		}
-		newBytes = ev.To - o.outStored
 	}
-	q := "UPDATE run SET info = ?, heartbeat = ?"
-	args := []any{info, o.d.tm(ev.BeatTime)}
+	// captured_out has a statement of its own, so that with info it
+	// never makes one statement larger than MySQL's packet.
 	if writeOut {
-		q += ", captured_out = ?"
-		args = append(args, out)
+		if _, err := tx.ExecContext(ctx, o.q("UPDATE run SET captured_out = ? WHERE run_id = ?"), out, o.runID); err != nil {
+			return o.wrap("update captured_out", err)
+		}
+	}
+	q := "UPDATE run SET heartbeat = ?"
+	args := []any{o.d.tm(ev.BeatTime)}
+	// Info too large to store keeps the info of the last beat.
+	if v := o.fits("info", info); v != nil {
+		q += ", info = ?"
+		args = append(args, v)
 	}
 	if ev.HasResult {
 		q += ", result = ?"
@@ -73,20 +79,38 @@ func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) e
 			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return o.wrap("heartbeat: commit", err)
-	}
-	o.outSeq = seq
-	o.outStored += newBytes
-	return nil
+	return o.wrap("heartbeat: commit", tx.Commit())
 }
 
+// readOutput reads len(buf) bytes of the output at off into buf. ReadAt
+// may say io.EOF along with a full read at the end of the output; a read
+// of nothing never reaches ReadAt (the spool answers io.EOF at its end
+// whatever the length).
+func readOutput(out observer.Output, off int64, buf []byte) ([]byte, error) {
+	if len(buf) == 0 {
+		return buf, nil
+	}
+	n, err := out.ReadAt(buf, off)
+	if n == len(buf) {
+		return buf, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, fmt.Errorf("read output bytes %d to %d: %w", off, off+int64(len(buf)), err)
+}
+
+// setResultJSON stores the full result as JSON in run_extra.
 func (o *Observer) setResultJSON(ctx context.Context, tx *sql.Tx, r any) error {
 	js, err := marshal(r)
 	if err != nil {
 		return o.wrap("encode result", err)
 	}
-	_, err = tx.ExecContext(ctx, o.q("UPDATE run_extra SET result = ? WHERE run_id = ?"), js, o.runID)
+	v := o.fits("result", js)
+	if v == nil {
+		return nil // the result of the last beat stays
+	}
+	_, err = tx.ExecContext(ctx, o.q("UPDATE run_extra SET result = ? WHERE run_id = ?"), v, o.runID)
 	return o.wrap("update result", err)
 }
 
@@ -94,13 +118,7 @@ func (o *Observer) setResultJSON(ctx context.Context, tx *sql.Tx, r any) error {
 // as UTF-8 with invalid bytes replaced, or its head and tail around a
 // marker when it is larger than the cap.
 func (o *Observer) capturedOut(out observer.Output, size int64) (string, error) {
-	read := func(off, n int64) ([]byte, error) {
-		b := make([]byte, n)
-		if _, err := out.ReadAt(b, off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-			return nil, err
-		}
-		return b, nil
-	}
+	read := func(off, n int64) ([]byte, error) { return readOutput(out, off, make([]byte, n)) }
 	if size <= int64(o.outCap) {
 		b, err := read(0, size)
 		if err != nil {
@@ -160,24 +178,4 @@ func clipTail(s string, n int) string {
 		i++
 	}
 	return s[i:]
-}
-
-// decodeText decodes bytes as UTF-8, replacing each invalid byte with
-// U+FFFD as Python's errors="replace" does, and NUL too, which PostgreSQL
-// text cannot hold.
-func decodeText(b []byte) string {
-	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
-		return string(b)
-	}
-	var sb strings.Builder
-	sb.Grow(len(b))
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == 0 {
-			r = utf8.RuneError
-		}
-		sb.WriteRune(r)
-		b = b[n:]
-	}
-	return sb.String()
 }

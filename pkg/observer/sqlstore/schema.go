@@ -63,8 +63,9 @@ func (d dialect) schema() []string {
 		{"runs_resources", `run_id VARCHAR(24), resource_id INTEGER, FOREIGN KEY(run_id) REFERENCES run (run_id), FOREIGN KEY(resource_id) REFERENCES resource (resource_id)`},
 		// Our extensions, documented in docs/observers/sql.md.
 		{"run_extra", `run_id VARCHAR(24) NOT NULL, command {text}, experiment {text}, host {text}, meta {text}, result {text}, fail_trace {text}, PRIMARY KEY (run_id){runfk}`},
-		{"run_output", `run_id VARCHAR(24) NOT NULL, seq INTEGER NOT NULL, content {blob}, PRIMARY KEY (run_id, seq){runfk}`},
-		{"metric", `metric_id {pk}, run_id VARCHAR(24) NOT NULL, name VARCHAR(256) NOT NULL, step BIGINT, value {float}, timestamp {datetime}, PRIMARY KEY (metric_id){runfk}{metricindex}`},
+		{"run_output", `run_id VARCHAR(24) NOT NULL, pos BIGINT NOT NULL, content {blob}, PRIMARY KEY (run_id, pos){runfk}`},
+		{"metric", `metric_id {pk}, run_id VARCHAR(24) NOT NULL, name VARCHAR(256) NOT NULL, seq BIGINT NOT NULL, step BIGINT, value {float}, timestamp {datetime}, PRIMARY KEY (metric_id), UNIQUE (run_id, name, seq){runfk}`},
+		{"file_chunk", `kind VARCHAR(8) NOT NULL, file_id INTEGER NOT NULL, pos BIGINT NOT NULL, content {blob}, PRIMARY KEY (kind, file_id, pos)`},
 	}
 	r := strings.NewReplacer("{pk}", t.pk, "{text}", t.text, "{blob}", t.blob,
 		"{datetime}", t.datetime, "{float}", t.float, "{bool}", t.boolean,
@@ -77,19 +78,13 @@ func (d dialect) schema() []string {
 	for _, tb := range tables {
 		body := r.Replace(tb.body)
 		if d == dialectMySQL {
-			// MySQL has no CREATE INDEX IF NOT EXISTS: declare it inline.
-			body = strings.ReplaceAll(body, "{metricindex}", ", INDEX ix_metric_run_id_name (run_id, name)")
 			// A foreign key needs the same character set on both sides,
 			// and a run table made by SQLAlchemy may have another one.
 			body = strings.ReplaceAll(body, "{runfk}", "")
 		} else {
-			body = strings.ReplaceAll(body, "{metricindex}", "")
 			body = strings.ReplaceAll(body, "{runfk}", ", FOREIGN KEY(run_id) REFERENCES run (run_id)")
 		}
 		stmts = append(stmts, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)%s", tb.name, body, t.suffix))
-	}
-	if d != dialectMySQL {
-		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS ix_metric_run_id_name ON metric (run_id, name)")
 	}
 	return stmts
 }

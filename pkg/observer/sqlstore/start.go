@@ -16,11 +16,15 @@ import (
 
 // Queued implements observer.Observer.
 func (o *Observer) Queued(ctx context.Context, ev *observer.StartEvent) (string, error) {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	return o.insertRun(ctx, ev, observer.StatusQueued)
 }
 
 // Started implements observer.Observer.
 func (o *Observer) Started(ctx context.Context, ev *observer.StartEvent) (string, error) {
+	ctx, cancel := o.opContext(ctx)
+	defer cancel()
 	return o.insertRun(ctx, ev, observer.StatusRunning)
 }
 
@@ -30,6 +34,9 @@ var errRetry = errors.New("run_id taken concurrently")
 func (o *Observer) insertRun(ctx context.Context, ev *observer.StartEvent, status string) (string, error) {
 	if len(ev.ID) > 24 {
 		return "", fmt.Errorf("%s: the run id %q is longer than the 24 characters of run.run_id", o.name, ev.ID)
+	}
+	if cleanText(ev.ID) != ev.ID {
+		return "", fmt.Errorf("%s: the run id %q is not text (it holds NUL or bytes that are not UTF-8)", o.name, ev.ID)
 	}
 	for attempt := 0; ; attempt++ {
 		id, err := o.tryInsertRun(ctx, ev, status)
@@ -104,10 +111,11 @@ func (o *Observer) tryInsertRun(ctx context.Context, ev *observer.StartEvent, st
 		}
 		hostID = h
 	}
-	config, err := marshal(ev.Config)
+	js, err := marshal(ev.Config)
 	if err != nil {
 		return "", o.wrap("encode config", err)
 	}
+	config := o.fits("config", js)
 	prio := 0.0
 	if ev.Meta.Priority != nil {
 		prio = *ev.Meta.Priority
@@ -126,7 +134,7 @@ func (o *Observer) tryInsertRun(ctx context.Context, ev *observer.StartEvent, st
 	if ev.ID != "" {
 		runID = ev.ID
 	}
-	args := []any{runID, truncate(ev.Command, 64), start, queue, prio, ev.Meta.Comment,
+	args := []any{runID, fit(ev.Command, 64), start, queue, prio, cleanText(ev.Meta.Comment),
 		config, "{}", status, hostID, expID}
 	const ins = `INSERT INTO run (run_id, command, start_time, queue_time, priority, comment, config, info, status, host_id, experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	var rowID int64
@@ -192,6 +200,15 @@ type extraExperiment struct {
 	Sources      [][2]string           `json:"sources"`
 	Dependencies []string              `json:"dependencies"`
 	Repositories []observer.Repository `json:"repositories"`
+	// Omitted lists the sources whose content is not in table source
+	// (larger than the source size cap, or than one value may be).
+	Omitted []omittedSource `json:"omitted_sources,omitempty"`
+}
+
+type omittedSource struct {
+	Name string `json:"name"`
+	MD5  string `json:"md5"`
+	Size int64  `json:"size"`
 }
 
 type extraHost struct {
@@ -216,38 +233,59 @@ type extraMeta struct {
 	QueueTime     string         `json:"queue_time,omitempty"`
 }
 
-func exInfo(e *observer.Experiment) extraExperiment {
-	x := extraExperiment{Name: e.Name, BaseDir: e.BaseDir, MainFile: e.MainFile,
-		Sources: [][2]string{}, Dependencies: e.Dependencies, Repositories: e.Repositories}
-	for _, s := range e.Sources {
-		x.Sources = append(x.Sources, [2]string{s.Name, s.MD5})
-	}
+// exInfo is the experiment as run_extra keeps it, strings escaped for
+// marshal.
+func (o *Observer) exInfo(e *observer.Experiment) extraExperiment {
+	x := extraExperiment{Name: esc(e.Name), BaseDir: esc(e.BaseDir), MainFile: esc(e.MainFile),
+		Sources: [][2]string{}, Dependencies: escAll(e.Dependencies), Repositories: []observer.Repository{}}
 	if x.Dependencies == nil {
 		x.Dependencies = []string{}
 	}
-	if x.Repositories == nil {
-		x.Repositories = []observer.Repository{}
+	for _, s := range e.Sources {
+		x.Sources = append(x.Sources, [2]string{esc(s.Name), s.MD5})
+		if o.omitSource(s) {
+			x.Omitted = append(x.Omitted, omittedSource{Name: esc(s.Name), MD5: s.MD5, Size: s.Size})
+		}
+	}
+	for _, r := range e.Repositories {
+		x.Repositories = append(x.Repositories, observer.Repository{URL: esc(r.URL), Commit: esc(r.Commit), Dirty: r.Dirty})
 	}
 	return x
 }
 
+// omitSource tells whether a source is recorded without its content:
+// larger than the source size cap, or than one value may be.
+func (o *Observer) omitSource(s observer.Source) bool {
+	return s.Omitted || s.Size > o.maxValue
+}
+
 func (o *Observer) insertExtra(ctx context.Context, tx *sql.Tx, id string, ev *observer.StartEvent) error {
-	ex, err := marshal(exInfo(&ev.Experiment))
+	ex, err := marshal(o.exInfo(&ev.Experiment))
 	if err != nil {
 		return o.wrap("encode experiment", err)
 	}
 	var host any
 	if h := ev.Host; h != nil {
-		s, err := marshal(extraHost{Hostname: h.Hostname, OS: h.OS, CPU: h.CPU, CPUCount: h.CPUCount,
-			MemoryTotal: h.MemoryTotal, GPUs: h.GPUs, ENV: h.ENV})
+		env := h.ENV
+		if needsPrep(env) {
+			env = prep(env).(map[string]string)
+		}
+		s, err := marshal(extraHost{Hostname: esc(h.Hostname), OS: [2]string{esc(h.OS[0]), esc(h.OS[1])}, CPU: esc(h.CPU),
+			CPUCount: h.CPUCount, MemoryTotal: h.MemoryTotal, GPUs: h.GPUs, ENV: env})
 		if err != nil {
 			return o.wrap("encode host", err)
 		}
-		host = s
+		host = o.fits("host info", s)
 	}
 	m := ev.Meta
-	em := extraMeta{Command: m.Command, Argv: m.Argv, Cwd: m.Cwd, Options: m.Options, Comment: m.Comment,
-		Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs}
+	em := extraMeta{Command: esc(m.Command), Argv: escAll(m.Argv), Cwd: esc(m.Cwd), Options: m.Options,
+		Comment: esc(m.Comment), Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: escAll(m.NamedConfigs)}
+	if needsPrep(em.Options) {
+		em.Options = prep(em.Options).(map[string]any)
+	}
+	if needsPrep(em.ConfigUpdates) {
+		em.ConfigUpdates = prep(em.ConfigUpdates).(map[string]any)
+	}
 	if m.QueueTime != nil {
 		em.QueueTime = m.QueueTime.UTC().Format("2006-01-02T15:04:05.000000")
 	}
@@ -256,7 +294,7 @@ func (o *Observer) insertExtra(ctx context.Context, tx *sql.Tx, id string, ev *o
 		return o.wrap("encode meta", err)
 	}
 	_, err = tx.ExecContext(ctx, o.q(`INSERT INTO run_extra (run_id, command, experiment, host, meta) VALUES (?, ?, ?, ?, ?)`),
-		id, ev.Command, ex, host, meta)
+		id, cleanText(ev.Command), o.fits("experiment info", ex), host, o.fits("meta info", meta))
 	return o.wrap("insert run_extra", err)
 }
 
@@ -264,13 +302,13 @@ func (o *Observer) insertExtra(ctx context.Context, tx *sql.Tx, id string, ev *o
 // does by name and the md5 of the experiment's JSON; sources, dependencies
 // and repositories are linked when the row is new.
 func (o *Observer) experimentID(ctx context.Context, tx *sql.Tx, e *observer.Experiment) (int64, error) {
-	js, err := marshal(exInfo(e))
+	js, err := marshal(o.exInfo(e))
 	if err != nil {
 		return 0, o.wrap("encode experiment", err)
 	}
 	sum := md5.Sum([]byte(js))
 	md5hex := hex.EncodeToString(sum[:])
-	name := truncate(e.Name, 32)
+	name := fit(e.Name, 32)
 	var id int64
 	err = tx.QueryRowContext(ctx, o.q("SELECT experiment_id FROM experiment WHERE name = ? AND md5sum = ? ORDER BY experiment_id LIMIT 1"), name, md5hex).Scan(&id)
 	if err == nil {
@@ -279,7 +317,7 @@ func (o *Observer) experimentID(ctx context.Context, tx *sql.Tx, e *observer.Exp
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, o.wrap("look up experiment", err)
 	}
-	id, err = o.insertID(ctx, tx, "experiment", "experiment_id", "name, md5sum, base_dir", name, md5hex, truncate(e.BaseDir, 64))
+	id, err = o.insertID(ctx, tx, "experiment", "experiment_id", "name, md5sum, base_dir", name, md5hex, fit(e.BaseDir, 64))
 	if err != nil {
 		return 0, o.wrap("insert experiment", err)
 	}
@@ -294,7 +332,7 @@ func (o *Observer) experimentID(ctx context.Context, tx *sql.Tx, e *observer.Exp
 	}
 	for _, dep := range e.Dependencies {
 		n, v, _ := strings.Cut(dep, "==")
-		did, err := o.getOrCreate(ctx, tx, "dependency", "dependency_id", []string{"name", "version"}, []any{truncate(n, 32), truncate(v, 16)})
+		did, err := o.getOrCreate(ctx, tx, "dependency", "dependency_id", []string{"name", "version"}, []any{fit(n, 32), fit(v, 16)})
 		if err != nil {
 			return 0, o.wrap("dependency "+dep, err)
 		}
@@ -304,7 +342,7 @@ func (o *Observer) experimentID(ctx context.Context, tx *sql.Tx, e *observer.Exp
 	}
 	commit := o.d.types().commit
 	for _, r := range e.Repositories {
-		rid, err := o.getOrCreate(ctx, tx, "repository", "repository_id", []string{"url", commit, "dirty"}, []any{truncate(r.URL, 2048), truncate(r.Commit, 40), r.Dirty})
+		rid, err := o.getOrCreate(ctx, tx, "repository", "repository_id", []string{"url", commit, "dirty"}, []any{fit(r.URL, 2048), fit(r.Commit, 40), r.Dirty})
 		if err != nil {
 			return 0, o.wrap("repository", err)
 		}
@@ -316,10 +354,11 @@ func (o *Observer) experimentID(ctx context.Context, tx *sql.Tx, e *observer.Exp
 }
 
 // sourceID gets or creates a source row; the content is the file read as
-// text. A file that cannot be read any more is stored without content
-// rather than failing the run.
+// text. A source larger than the source size cap (or than one value may
+// be) is stored without content, and so is a file that cannot be read any
+// more, rather than failing the run.
 func (o *Observer) sourceID(ctx context.Context, tx *sql.Tx, s observer.Source) (int64, error) {
-	name := truncate(s.Name, 256)
+	name := fit(s.Name, 256)
 	var id int64
 	err := tx.QueryRowContext(ctx, o.q("SELECT source_id FROM source WHERE filename = ? AND md5sum = ? ORDER BY source_id LIMIT 1"), name, s.MD5).Scan(&id)
 	if err == nil {
@@ -329,8 +368,12 @@ func (o *Observer) sourceID(ctx context.Context, tx *sql.Tx, s observer.Source) 
 		return 0, o.wrap("look up source "+s.Name, err)
 	}
 	var content any
-	if b, err := os.ReadFile(s.Path); err == nil {
-		content = decodeText(b)
+	if o.omitSource(s) {
+		if !s.Omitted {
+			o.warnOnce("source "+s.Name, "source %s stored without its content: its %d bytes are more than %s", s.Name, s.Size, o.limitText())
+		}
+	} else if b, err := os.ReadFile(s.Path); err == nil {
+		content = o.fits("source "+s.Name, decodeText(b))
 	}
 	id, err = o.insertID(ctx, tx, "source", "source_id", "filename, md5sum, content", name, s.MD5, content)
 	return id, o.wrap("insert source "+s.Name, err)
@@ -341,11 +384,11 @@ func (o *Observer) sourceID(ctx context.Context, tx *sql.Tx, s observer.Source) 
 func (o *Observer) hostID(ctx context.Context, tx *sql.Tx, h *observer.Host) (int64, error) {
 	var cpu any
 	if h.CPU != "" {
-		cpu = truncate(h.CPU, 64)
+		cpu = fit(h.CPU, 64)
 	}
 	id, err := o.getOrCreate(ctx, tx, "host", "host_id",
 		[]string{"cpu", "hostname", "os", "os_info", "python_version"},
-		[]any{cpu, truncate(h.Hostname, 64), truncate(h.OS[0], 16), truncate(h.OS[1], 64), nil})
+		[]any{cpu, fit(h.Hostname, 64), fit(h.OS[0], 16), fit(h.OS[1], 64), nil})
 	return id, o.wrap("host", err)
 }
 
