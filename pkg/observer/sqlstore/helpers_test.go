@@ -119,10 +119,8 @@ func (m *memOutput) Size() int64 {
 func (m *memOutput) ReadAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// As the runner's spool: io.EOF at the end, whatever the length.
 	if off >= int64(len(m.b)) {
-		if len(p) == 0 {
-			return 0, nil
-		}
 		return 0, io.EOF
 	}
 	n := copy(p, m.b[off:])
