@@ -423,3 +423,21 @@ func TestHardening29SQLOperationsBounded(t *testing.T) {
 		o.Close(cctx) // returns, whatever the driver does with its connections
 	})
 }
+
+// A database whose extension tables were made by a development build
+// before positions is refused with a line that says what to do, instead
+// of failing at every beat.
+func TestOldLayoutRefused(t *testing.T) {
+	url := sqliteURL(t)
+	cfg, err := ParseConfig(url)
+	must(t, err)
+	db, err := open(ctx, cfg)
+	must(t, err)
+	_, err = db.Exec("CREATE TABLE run_output (run_id VARCHAR(24) NOT NULL, seq INTEGER NOT NULL, content BLOB, PRIMARY KEY (run_id, seq))")
+	must(t, err)
+	db.Close()
+	_, err = New(ctx, cfg, observer.Settings{})
+	if err == nil || !strings.Contains(err.Error(), "ALTER TABLE run_output RENAME TO run_output_old") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("New on an old layout: %v", err)
+	}
+}

@@ -141,6 +141,23 @@ func ensureSchema(ctx context.Context, db *sql.DB, d dialect) error {
 	}
 }
 
+// checkLayout makes sure our extension tables have the columns this
+// version writes: a database written by a development build before
+// metrics and output were keyed by position has them without.
+func checkLayout(ctx context.Context, db *sql.DB) error {
+	for _, c := range []struct{ table, column string }{{"run_output", "pos"}, {"metric", "seq"}} {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT COUNT("+c.column+") FROM "+c.table+" WHERE 1 = 0").Scan(&n)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("table %s has no column %s: it was made by a development build of sacred; rename it (ALTER TABLE %s RENAME TO %s_old) so that a new one is created", c.table, c.column, c.table, c.table)
+		}
+		if err != nil {
+			return fmt.Errorf("check table %s: %w", c.table, err)
+		}
+	}
+	return nil
+}
+
 // firstWords shortens a statement for an error message.
 func firstWords(s string) string {
 	if i := strings.Index(s, "("); i > 0 {

@@ -78,6 +78,10 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 		db.Close()
 		return nil, cfg.scrub(fmt.Errorf("%s: %w", o.name, err))
 	}
+	if err := checkLayout(ctx, db); err != nil {
+		db.Close()
+		return nil, cfg.scrub(fmt.Errorf("%s: %w", o.name, err))
+	}
 	if cfg.dialect == dialectMySQL {
 		if err := o.mysqlLimits(ctx); err != nil {
 			db.Close()
