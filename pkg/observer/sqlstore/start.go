@@ -244,7 +244,7 @@ func (o *Observer) exInfo(e *observer.Experiment) extraExperiment {
 	for _, s := range e.Sources {
 		x.Sources = append(x.Sources, [2]string{esc(s.Name), s.MD5})
 		if o.omitSource(s) {
-			x.Omitted = append(x.Omitted, omittedSource{Name: esc(s.Name), MD5: s.MD5, Size: s.Size})
+			x.Omitted = append(x.Omitted, omittedSource{Name: esc(s.Name), MD5: s.MD5, Size: sourceSize(s)})
 		}
 	}
 	for _, r := range e.Repositories {
@@ -256,7 +256,19 @@ func (o *Observer) exInfo(e *observer.Experiment) extraExperiment {
 // omitSource tells whether a source is recorded without its content:
 // larger than the source size cap, or than one value may be.
 func (o *Observer) omitSource(s observer.Source) bool {
-	return s.Omitted || s.Size > o.maxValue
+	return s.Omitted || sourceSize(s) > o.maxValue
+}
+
+// sourceSize is the size of a source, from the file when the event does
+// not say (0 when it cannot be known).
+func sourceSize(s observer.Source) int64 {
+	if s.Size > 0 || s.Omitted {
+		return s.Size
+	}
+	if fi, err := os.Stat(s.Path); err == nil {
+		return fi.Size()
+	}
+	return 0
 }
 
 func (o *Observer) insertExtra(ctx context.Context, tx *sql.Tx, id string, ev *observer.StartEvent) error {
@@ -370,7 +382,7 @@ func (o *Observer) sourceID(ctx context.Context, tx *sql.Tx, s observer.Source) 
 	var content any
 	if o.omitSource(s) {
 		if !s.Omitted {
-			o.warnOnce("source "+s.Name, "source %s stored without its content: its %d bytes are more than %s", s.Name, s.Size, o.limitText())
+			o.warnOnce("source "+s.Name, "source %s stored without its content: its %d bytes are more than %s", s.Name, sourceSize(s), o.limitText())
 		}
 	} else if b, err := os.ReadFile(s.Path); err == nil {
 		content = o.fits("source "+s.Name, decodeText(b))
