@@ -183,6 +183,15 @@ func (d dialect) rebind(q string) string {
 	return b.String()
 }
 
+// releaseLock releases a MySQL named lock held by conn, also when ctx is
+// already done (the lock would outlive a failed call until the connection
+// closes), within a short bound of its own.
+func releaseLock(ctx context.Context, conn *sql.Conn, name string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	conn.ExecContext(rctx, "SELECT RELEASE_LOCK(?)", name) //nolint:errcheck // released on disconnect anyway
+}
+
 // onConflict is the clause that turns an INSERT into an upsert on the
 // unique key: the row with the same key gets the update columns of the new
 // row, or is left as it is when update is empty. A write sent again after

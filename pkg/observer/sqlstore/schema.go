@@ -109,7 +109,7 @@ func ensureSchema(ctx context.Context, db *sql.DB, d dialect) error {
 		if got.Int64 != 1 {
 			return fmt.Errorf("create tables: another process holds the lock sacred_schema for more than 30 s")
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('sacred_schema')") //nolint:errcheck // released on disconnect anyway
+		defer releaseLock(ctx, conn, "sacred_schema")
 		for _, s := range stmts {
 			if _, err := conn.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("create tables: %s: %w", firstWords(s), err)

@@ -72,7 +72,7 @@ func (o *Observer) tryInsertRun(ctx context.Context, ev *observer.StartEvent, st
 		if got.Int64 != 1 {
 			return "", fmt.Errorf("%s: another process held the lock sacred_run_insert for more than 30 s", o.name)
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('sacred_run_insert')") //nolint:errcheck // released on disconnect anyway
+		defer releaseLock(ctx, conn, "sacred_run_insert")
 		tx, err = conn.BeginTx(ctx, nil)
 		if err != nil {
 			return "", o.wrap("begin", err)
