@@ -231,7 +231,7 @@ func TestHardening07SQLStoreDownAcrossEnd(t *testing.T) {
 	switch {
 	case run.Status == observer.StatusCompleted:
 		if !strings.Contains(string(run.Output), "after\n") {
-			t.Errorf("completed with output %q", run.Output)
+			t.Errorf("COMPLETED, but the output of the final beat is missing (%q): it must be sent again once the store is back; stderr: %s", run.Output, said.String())
 		}
 	case run.Status == observer.StatusRunning && strings.Contains(said.String(), "RUNNING"):
 		// Said plainly.
