@@ -16,7 +16,7 @@ import (
 	// The observers compiled into the binary register themselves.
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
-	_ "github.com/sacred-go/sacred/pkg/observer/sql"
+	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
 )
 
 // Version is set at build time by the release tooling.

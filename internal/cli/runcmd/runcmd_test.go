@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/sacred-go/sacred/pkg/observer/sql" // registers -s for redaction
+	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore" // registers -s for redaction
 )
 
 // parse runs the command line through cobra and complete, and returns the

@@ -21,7 +21,7 @@ func TestConformance(t *testing.T) {
 		var last []*Observer
 		observertest.Run(t, observertest.Store{
 			New: func(t *testing.T) observer.Observer {
-				o, err := New(context.Background(), url)
+				o, err := newURL(context.Background(), url)
 				if err != nil {
 					t.Fatalf("New: %v", err)
 				}
@@ -31,7 +31,7 @@ func TestConformance(t *testing.T) {
 				return o
 			},
 			Reader: func(t *testing.T) observer.Reader {
-				r, err := OpenReader(context.Background(), url)
+				r, err := openURL(context.Background(), url)
 				if err != nil {
 					t.Fatalf("OpenReader: %v", err)
 				}
@@ -45,7 +45,7 @@ func TestConformance(t *testing.T) {
 					o.db.Close()
 					return
 				}
-				admin, err := New(context.Background(), url)
+				admin, err := newURL(context.Background(), url)
 				must(t, err)
 				defer admin.Close(context.Background())
 				db := o.cfg.Database

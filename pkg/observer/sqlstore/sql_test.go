@@ -464,7 +464,7 @@ func TestConcurrentRuns(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o, err := New(ctx, url)
+				o, err := newURL(ctx, url)
 				if err != nil {
 					errs[i] = err
 					return
@@ -506,7 +506,7 @@ func TestConcurrentSchema(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o, err := New(ctx, url)
+				o, err := newURL(ctx, url)
 				if err == nil {
 					o.Close(ctx)
 				}
@@ -548,7 +548,7 @@ func TestFailedBeatCatchesUp(t *testing.T) {
 // output, info and a metric point: the per-beat cost of the observer.
 func BenchmarkHeartbeat(b *testing.B) {
 	url := "sqlite:///" + b.TempDir() + "/bench.db"
-	o, err := New(ctx, url)
+	o, err := newURL(ctx, url)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -99,6 +100,10 @@ func open(ctx context.Context, c *Config) (*sql.DB, error) {
 			mc.TLSConfig = "true"
 		}
 		mc.Collation = "utf8mb4_general_ci"
+		// Ask the server for its max_allowed_packet: with the driver's
+		// default of 64 MiB a larger statement than the server takes
+		// resets the connection instead of failing as too large.
+		mc.MaxAllowedPacket = 0
 		conn, err := mysql.NewConnector(mc)
 		if err != nil {
 			return nil, c.scrub(fmt.Errorf("%w %q: %w", errURL, Redact(c.raw), err))
@@ -178,7 +183,50 @@ func (d dialect) rebind(q string) string {
 	return b.String()
 }
 
-// isNull is the null-safe equality of the dialect, for get-or-create
+// releaseLock releases a MySQL named lock held by conn, also when ctx is
+// already done (the lock would outlive a failed call until the connection
+// closes), within a short bound of its own.
+func releaseLock(ctx context.Context, conn *sql.Conn, name string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	conn.ExecContext(rctx, "SELECT RELEASE_LOCK(?)", name) //nolint:errcheck // released on disconnect anyway
+}
+
+// onConflict is the clause that turns an INSERT into an upsert on the
+// unique key: the row with the same key gets the update columns of the new
+// row, or is left as it is when update is empty. A write sent again after
+// an error then does no harm.
+func (d dialect) onConflict(key, update []string) string {
+	var b strings.Builder
+	if d == dialectMySQL {
+		b.WriteString(" ON DUPLICATE KEY UPDATE ")
+		if len(update) == 0 {
+			b.WriteString(key[0] + " = " + key[0])
+		}
+		for i, c := range update {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(c + " = VALUES(" + c + ")")
+		}
+		return b.String()
+	}
+	b.WriteString(" ON CONFLICT (" + strings.Join(key, ", ") + ") DO ")
+	if len(update) == 0 {
+		b.WriteString("NOTHING")
+		return b.String()
+	}
+	b.WriteString("UPDATE SET ")
+	for i, c := range update {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c + " = excluded." + c)
+	}
+	return b.String()
+}
+
+// nullEq is the null-safe equality of the dialect, for get-or-create
 // lookups on columns that may be NULL.
 func (d dialect) nullEq() string {
 	switch d {
@@ -203,6 +251,55 @@ func (d dialect) tm(t time.Time) any {
 		return t.Format(sqliteTime)
 	}
 	return t
+}
+
+// float gives what a FLOAT column of the dialect can hold: NaN and the
+// infinities only where the database stores them.
+func (o *Observer) float(v float64) any {
+	switch {
+	case math.IsNaN(v):
+		if o.d == dialectPostgres {
+			return v
+		}
+		return nil
+	case math.IsInf(v, 0):
+		if o.d == dialectMySQL {
+			return nil
+		}
+		return v
+	}
+	return v
+}
+
+// resultFloat is the value of run.result for a result: the number when it
+// is one, NULL otherwise.
+func (o *Observer) resultFloat(r any) any {
+	var f float64
+	switch x := r.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case int:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	case int32:
+		f = float64(x)
+	case uint64:
+		f = float64(x)
+	case uint:
+		f = float64(x)
+	case interface{ Float64() (float64, error) }: // json.Number
+		v, err := x.Float64()
+		if err != nil {
+			return nil
+		}
+		f = v
+	default:
+		return nil
+	}
+	return o.float(f)
 }
 
 // dbTime scans a DATETIME column of any dialect into UTC.
@@ -252,20 +349,4 @@ func isUnique(err error) bool {
 		return se.Code() == 2067 || se.Code() == 1555
 	}
 	return false
-}
-
-// truncate cuts s to at most n characters, as the VARCHAR(n) columns of
-// Sacred's schema hold; PostgreSQL and MySQL reject longer values.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := 0
-	for j := range s {
-		if i == n {
-			return s[:j]
-		}
-		i++
-	}
-	return s
 }

@@ -25,17 +25,11 @@ type Reader struct {
 
 var _ observer.Reader = (*Reader)(nil)
 
-// OpenReader connects to the database of an SQLAlchemy URL for reading.
-// It creates nothing.
-func OpenReader(ctx context.Context, rawURL string) (*Reader, error) {
-	cfg, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	return openReader(ctx, cfg)
-}
-
-func openReader(ctx context.Context, cfg *Config) (*Reader, error) {
+// Open connects to the database of cfg for reading back runs written by
+// us or by Python Sacred. It creates nothing.
+func Open(ctx context.Context, cfg *Config, _ observer.Settings) (*Reader, error) {
+	ctx, cancel := withTimeout(ctx, OpTimeout)
+	defer cancel()
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -44,8 +38,9 @@ func openReader(ctx context.Context, cfg *Config) (*Reader, error) {
 	// A database written only by Python Sacred lacks our tables.
 	var n int
 	r.ext = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM run_extra WHERE 1 = 0").Scan(&n) == nil &&
-		db.QueryRowContext(ctx, "SELECT COUNT(*) FROM metric WHERE 1 = 0").Scan(&n) == nil &&
-		db.QueryRowContext(ctx, "SELECT COUNT(*) FROM run_output WHERE 1 = 0").Scan(&n) == nil
+		db.QueryRowContext(ctx, "SELECT COUNT(*) FROM file_chunk WHERE 1 = 0").Scan(&n) == nil &&
+		db.QueryRowContext(ctx, "SELECT COUNT(seq) FROM metric WHERE 1 = 0").Scan(&n) == nil &&
+		db.QueryRowContext(ctx, "SELECT COUNT(pos) FROM run_output WHERE 1 = 0").Scan(&n) == nil
 	return r, nil
 }
 
@@ -63,6 +58,8 @@ func (r *Reader) Close() error { return r.wrap("close", r.db.Close()) }
 
 // Runs implements observer.Reader: run ids in the order they were created.
 func (r *Reader) Runs(ctx context.Context) ([]string, error) {
+	ctx, cancel := withTimeout(ctx, OpTimeout)
+	defer cancel()
 	rows, err := r.db.QueryContext(ctx, "SELECT run_id FROM run WHERE run_id IS NOT NULL ORDER BY id")
 	if err != nil {
 		return nil, r.wrap("list runs", err)
@@ -81,6 +78,8 @@ func (r *Reader) Runs(ctx context.Context) ([]string, error) {
 
 // Run implements observer.Reader.
 func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
+	ctx, cancel := withTimeout(ctx, OpTimeout)
+	defer cancel()
 	var (
 		command, status, comment, failTrace, capturedOut, config, info sql.NullString
 		start, beat, stop, queue                                       dbTime
@@ -230,7 +229,13 @@ func (r *Reader) extra(ctx context.Context, run *observer.Run) error {
 			run.Experiment.Repositories = x.Repositories
 			run.Experiment.Sources = nil
 			for _, s := range x.Sources {
-				run.Experiment.Sources = append(run.Experiment.Sources, observer.Source{Name: s[0], MD5: s[1]})
+				src := observer.Source{Name: s[0], MD5: s[1]}
+				for _, om := range x.Omitted {
+					if om.Name == src.Name && om.MD5 == src.MD5 {
+						src.Size, src.Omitted = om.Size, true
+					}
+				}
+				run.Experiment.Sources = append(run.Experiment.Sources, src)
 			}
 		}
 		if host.Valid {
@@ -269,23 +274,36 @@ func (r *Reader) extra(ctx context.Context, run *observer.Run) error {
 		}
 	}
 
-	// The whole output, when we stored it.
-	rows, err := r.db.QueryContext(ctx, r.q("SELECT content FROM run_output WHERE run_id = ? ORDER BY seq"), run.ID)
+	// The whole output, when we stored it: rows keyed by their offset.
+	// A range written again from the same offset replaced its row, so
+	// rows never overlap; should one do, its bytes already read are
+	// skipped.
+	rows, err := r.db.QueryContext(ctx, r.q("SELECT pos, content FROM run_output WHERE run_id = ? ORDER BY pos"), run.ID)
 	if err != nil {
 		return r.wrap("read output", err)
 	}
 	var out bytes.Buffer
 	chunks := 0
 	for rows.Next() {
+		var pos int64
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		if err := rows.Scan(&pos, &b); err != nil {
 			rows.Close()
 			return r.wrap("read output", err)
+		}
+		if have := int64(out.Len()); pos < have {
+			b = b[min(have-pos, int64(len(b))):]
+		} else if pos > have {
+			rows.Close()
+			return fmt.Errorf("%s: output of run %s: bytes %d to %d are missing", r.name, run.ID, have, pos)
 		}
 		out.Write(b)
 		chunks++
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return r.wrap("read output", err)
+	}
 	if chunks > 0 {
 		run.Output = out.Bytes()
 	}
@@ -358,13 +376,44 @@ func (r *Reader) files(ctx context.Context, run *observer.Run) error {
 // Artifact implements observer.Reader: the latest content stored under
 // that name.
 func (r *Reader) Artifact(ctx context.Context, id, name string) (io.ReadCloser, error) {
+	ctx, cancel := withTimeout(ctx, OpTimeout)
+	defer cancel()
+	var artifactID int64
 	var b []byte
-	err := r.db.QueryRowContext(ctx, r.q("SELECT content FROM artifact WHERE run_id = ? AND filename = ? ORDER BY artifact_id DESC LIMIT 1"), id, truncate(name, 64)).Scan(&b)
+	err := r.db.QueryRowContext(ctx, r.q("SELECT artifact_id, content FROM artifact WHERE run_id = ? AND filename = ? ORDER BY artifact_id DESC LIMIT 1"), id, fit(name, 64)).Scan(&artifactID, &b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%s: artifact %q of run %s: %w", r.name, name, id, observer.ErrNotFound)
 	}
 	if err != nil {
 		return nil, r.wrap("read artifact "+name, err)
 	}
+	if b == nil && r.ext {
+		// Too large for one value: in file_chunk.
+		if b, err = r.chunks(ctx, "artifact", artifactID); err != nil {
+			return nil, r.wrap("read artifact "+name, err)
+		}
+	}
 	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// chunks reads the content of a file stored in file_chunk rows.
+func (r *Reader) chunks(ctx context.Context, kind string, id int64) ([]byte, error) {
+	rows, err := r.db.QueryContext(ctx, r.q("SELECT pos, content FROM file_chunk WHERE kind = ? AND file_id = ? ORDER BY pos"), kind, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var buf bytes.Buffer
+	for rows.Next() {
+		var pos int64
+		var b []byte
+		if err := rows.Scan(&pos, &b); err != nil {
+			return nil, err
+		}
+		if pos != int64(buf.Len()) {
+			return nil, fmt.Errorf("chunk at byte %d missing", buf.Len())
+		}
+		buf.Write(b)
+	}
+	return buf.Bytes(), rows.Err()
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -8,7 +9,35 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sacred-go/sacred/pkg/observer"
 )
+
+// Option is the flag name (without dashes) and the key in sacred.yaml and
+// SACRED_* variables: Sacred's --sql.
+const Option = "sql"
+
+// DefaultPriority is Sacred's SqlObserver priority.
+const DefaultPriority = 40
+
+func init() {
+	observer.Register(observer.Kind{
+		Option: Option,
+		Short:  "s",
+		Arg:    "URL",
+		Title:  "SQL",
+		Usage:  "record to an SQL database: sqlite:///runs.db, postgresql://..., mysql://... (Sacred's SqlObserver)",
+		Remote: true,
+		Parse:  func(value string) (any, error) { return ParseConfig(value) },
+		Redact: Redact,
+		New: func(ctx context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
+			return New(ctx, cfg.(*Config), s)
+		},
+		Open: func(ctx context.Context, cfg any, s observer.Settings) (observer.Reader, error) {
+			return Open(ctx, cfg.(*Config), s)
+		},
+	})
+}
 
 // dialect is one of the SQL databases we speak to.
 type dialect int
@@ -67,9 +96,10 @@ var dialects = map[string]dialect{
 	"mariadb":    dialectMySQL,
 }
 
-// ParseURL parses an SQLAlchemy database URL. Relative SQLite paths are made
-// absolute against the working directory. Errors never contain the password.
-func ParseURL(raw string) (*Config, error) {
+// ParseConfig parses the value of -s, an SQLAlchemy database URL. Relative
+// SQLite paths are made absolute against the working directory. It does not
+// connect. Errors never contain the password.
+func ParseConfig(raw string) (*Config, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, fmt.Errorf("%w: the URL is empty (%s)", errURL, urlHelp)
 	}
@@ -250,7 +280,7 @@ func Redact(raw string) string {
 		return raw
 	}
 	out := rest
-	// The userinfo ends at the last "@", as in ParseURL.
+	// The userinfo ends at the last "@", as in ParseConfig.
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		user, _, hasPW := strings.Cut(rest[:at], ":")
 		if hasPW {

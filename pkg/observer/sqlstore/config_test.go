@@ -12,7 +12,7 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-func TestParseURL(t *testing.T) {
+func TestParseConfig(t *testing.T) {
 	wd, _ := os.Getwd()
 	good := []struct {
 		url                string
@@ -36,7 +36,7 @@ func TestParseURL(t *testing.T) {
 		{"sqlite+pysqlite:///a%20b.db", "sqlite", "", "", "", filepath.Join(wd, "a b.db"), 0, ""},
 	}
 	for _, g := range good {
-		c, err := ParseURL(g.url)
+		c, err := ParseConfig(g.url)
 		if err != nil {
 			t.Errorf("%s: %v", g.url, err)
 			continue
@@ -69,7 +69,7 @@ func TestParseURL(t *testing.T) {
 		{"mysql://u:tiger@h/db\n", "control characters"},
 	}
 	for _, b := range bad {
-		_, err := ParseURL(b.url)
+		_, err := ParseConfig(b.url)
 		if err == nil {
 			t.Errorf("%q: no error", b.url)
 			continue
@@ -111,7 +111,7 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-func FuzzParseURL(f *testing.F) {
+func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{"postgresql://u:pw@h:1/db?sslmode=x", "mysql://a@b/c", "sqlite:///x.db", "sqlite://", "x://", "postgresql://u:p@[::1]:5/d", "mysql://u:p%41@h/d"} {
 		f.Add(s)
 	}
@@ -130,7 +130,7 @@ func FuzzParseURL(f *testing.F) {
 		if secret && strings.Contains(red, seg) {
 			t.Fatalf("Redact(%q) = %q keeps the password %q", s, red, seg)
 		}
-		c, err := ParseURL(s)
+		c, err := ParseConfig(s)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("multi-line error for %q: %q", s, err)
@@ -163,7 +163,7 @@ func TestConnectErrors(t *testing.T) {
 		urls = append(urls, "mysql://root:Sup3rSecret@127.0.0.1:3306/test")
 	}
 	for _, u := range urls {
-		_, err := New(ctx, u)
+		_, err := newURL(ctx, u)
 		if err == nil {
 			t.Errorf("%s: no error", Redact(u))
 			continue

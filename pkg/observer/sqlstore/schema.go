@@ -63,8 +63,9 @@ func (d dialect) schema() []string {
 		{"runs_resources", `run_id VARCHAR(24), resource_id INTEGER, FOREIGN KEY(run_id) REFERENCES run (run_id), FOREIGN KEY(resource_id) REFERENCES resource (resource_id)`},
 		// Our extensions, documented in docs/observers/sql.md.
 		{"run_extra", `run_id VARCHAR(24) NOT NULL, command {text}, experiment {text}, host {text}, meta {text}, result {text}, fail_trace {text}, PRIMARY KEY (run_id){runfk}`},
-		{"run_output", `run_id VARCHAR(24) NOT NULL, seq INTEGER NOT NULL, content {blob}, PRIMARY KEY (run_id, seq){runfk}`},
-		{"metric", `metric_id {pk}, run_id VARCHAR(24) NOT NULL, name VARCHAR(256) NOT NULL, step BIGINT, value {float}, timestamp {datetime}, PRIMARY KEY (metric_id){runfk}{metricindex}`},
+		{"run_output", `run_id VARCHAR(24) NOT NULL, pos BIGINT NOT NULL, content {blob}, PRIMARY KEY (run_id, pos){runfk}`},
+		{"metric", `metric_id {pk}, run_id VARCHAR(24) NOT NULL, name VARCHAR(256) NOT NULL, seq BIGINT NOT NULL, step BIGINT, value {float}, timestamp {datetime}, PRIMARY KEY (metric_id), UNIQUE (run_id, name, seq){runfk}`},
+		{"file_chunk", `kind VARCHAR(8) NOT NULL, file_id INTEGER NOT NULL, pos BIGINT NOT NULL, content {blob}, PRIMARY KEY (kind, file_id, pos)`},
 	}
 	r := strings.NewReplacer("{pk}", t.pk, "{text}", t.text, "{blob}", t.blob,
 		"{datetime}", t.datetime, "{float}", t.float, "{bool}", t.boolean,
@@ -77,19 +78,13 @@ func (d dialect) schema() []string {
 	for _, tb := range tables {
 		body := r.Replace(tb.body)
 		if d == dialectMySQL {
-			// MySQL has no CREATE INDEX IF NOT EXISTS: declare it inline.
-			body = strings.ReplaceAll(body, "{metricindex}", ", INDEX ix_metric_run_id_name (run_id, name)")
 			// A foreign key needs the same character set on both sides,
 			// and a run table made by SQLAlchemy may have another one.
 			body = strings.ReplaceAll(body, "{runfk}", "")
 		} else {
-			body = strings.ReplaceAll(body, "{metricindex}", "")
 			body = strings.ReplaceAll(body, "{runfk}", ", FOREIGN KEY(run_id) REFERENCES run (run_id)")
 		}
 		stmts = append(stmts, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)%s", tb.name, body, t.suffix))
-	}
-	if d != dialectMySQL {
-		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS ix_metric_run_id_name ON metric (run_id, name)")
 	}
 	return stmts
 }
@@ -114,7 +109,7 @@ func ensureSchema(ctx context.Context, db *sql.DB, d dialect) error {
 		if got.Int64 != 1 {
 			return fmt.Errorf("create tables: another process holds the lock sacred_schema for more than 30 s")
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('sacred_schema')") //nolint:errcheck // released on disconnect anyway
+		defer releaseLock(ctx, conn, "sacred_schema")
 		for _, s := range stmts {
 			if _, err := conn.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("create tables: %s: %w", firstWords(s), err)
@@ -144,6 +139,23 @@ func ensureSchema(ctx context.Context, db *sql.DB, d dialect) error {
 		}
 		return nil
 	}
+}
+
+// checkLayout makes sure our extension tables have the columns this
+// version writes: a database written by a development build before
+// metrics and output were keyed by position has them without.
+func checkLayout(ctx context.Context, db *sql.DB) error {
+	for _, c := range []struct{ table, column string }{{"run_output", "pos"}, {"metric", "seq"}} {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT COUNT("+c.column+") FROM "+c.table+" WHERE 1 = 0").Scan(&n)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("table %s has no column %s: it was made by a development build of sacred; rename it (ALTER TABLE %s RENAME TO %s_old) so that a new one is created", c.table, c.column, c.table, c.table)
+		}
+		if err != nil {
+			return fmt.Errorf("check table %s: %w", c.table, err)
+		}
+	}
+	return nil
 }
 
 // firstWords shortens a statement for an error message.

@@ -163,7 +163,7 @@ func TestSchemaMatchesGolden(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			goldURL, oursURL := b.url(t), b.url(t)
-			gold, err := ParseURL(goldURL)
+			gold, err := ParseConfig(goldURL)
 			must(t, err)
 			gdb, err := open(ctx, gold)
 			must(t, err)
@@ -207,7 +207,7 @@ func TestSchemaMatchesGolden(t *testing.T) {
 func TestWriteIntoSacredDatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sacred.db")
 	url := "sqlite:///" + path
-	cfg, err := ParseURL(url)
+	cfg, err := ParseConfig(url)
 	must(t, err)
 	db, err := open(ctx, cfg)
 	must(t, err)
@@ -277,7 +277,7 @@ func TestWriteIntoSacredDatabase(t *testing.T) {
 // keeps everything.
 func TestWriteIntoGoldenSchema(t *testing.T) {
 	forEach(t, func(t *testing.T, url string) {
-		cfg, err := ParseURL(url)
+		cfg, err := ParseConfig(url)
 		must(t, err)
 		db, err := open(ctx, cfg)
 		must(t, err)
