@@ -83,7 +83,7 @@ func TestMatchWhere(t *testing.T) {
 		{`start_time != "not a time"`, true},
 		{`stop_time > start_time`, true}, // field against field
 		{`id == 12`, true},
-		{`id > 9`, true},  // numeric, not "12" < "9"
+		{`id > 9`, true}, // numeric, not "12" < "9"
 		{`id == "12"`, false},
 		{`command =~ "--epochs 3$"`, true},
 		{`config.epochs == 3`, true},
@@ -195,7 +195,6 @@ func runsWithIDs(n int) []*observer.Run {
 	return rs
 }
 
-
 func ids(rs []*observer.Run) string {
 	var s []string
 	for _, r := range rs {
@@ -254,8 +253,8 @@ func TestSelectSortLastLimit(t *testing.T) {
 		want string
 	}{
 		{Options{}, "1,2,3,4,5,6"},
-		{Options{Sort: []string{"result"}}, "2,6,1,5,4,3"},   // null/missing first, numbers, strings; ties in store order
-		{Options{Sort: []string{"-result"}}, "3,4,1,5,2,6"},  // reversed, ties still in store order
+		{Options{Sort: []string{"result"}}, "2,6,1,5,4,3"},    // null/missing first, numbers, strings; ties in store order
+		{Options{Sort: []string{"-result"}}, "3,4,1,5,2,6"},   // reversed, ties still in store order
 		{Options{Sort: []string{"-result"}, Limit: 2}, "3,4"}, // limit after sort
 		{Options{Last: 3}, "4,5,6"},
 		{Options{Last: 3, Sort: []string{"-result"}}, "4,5,6"}, // last N, then sorted
