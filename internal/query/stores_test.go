@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -115,6 +116,10 @@ func fixture() []spec {
 		{name: "mnist_cnn", status: "COMPLETED", config: map[string]any{"lr": 0.01, "opt": "sgd", "debug": true},
 			info: map[string]any{"tag": "a"}, result: 0.9, hasResult: true, start: day(27, 1), beat: day(27, 2), stop: day(27, 2)},
 		{name: "mnist_cnn", status: "QUEUED", config: map[string]any{"lr": 0.01, "opt": "sgd"}, queued: day(27, 3)},
+		// A diverged run: NaN in the result and the config, which some
+		// databases cannot read as JSON.
+		{name: "mnist_nan", status: "COMPLETED", config: map[string]any{"lr": math.NaN(), "opt": "sgd", "clip": math.Inf(1)},
+			info: map[string]any{"tag": "a"}, result: math.NaN(), hasResult: true, start: day(27, 4), beat: day(27, 5), stop: day(27, 5)},
 	}
 }
 
@@ -156,6 +161,12 @@ var queries = []Options{
 	{Where: `status in ["FAILED", "INTERRUPTED"]`},
 	{Where: `status not in ["COMPLETED"]`},
 	{Where: `result > 0.9`},
+	{Where: `result < 0.5`},
+	{Where: `result <= 0.5 || result >= 100`},
+	{Where: `config.lr < 0.02`},
+	{Where: `config.lr >= 0.3`},
+	{Where: `config.clip > 1`},
+	{Where: `!(config.lr < 0.02)`},
 	{Where: `result == 0.91`},
 	{Where: `result == 7`},
 	{Where: `result == null`},
@@ -280,14 +291,14 @@ func plainJSON(v any) any {
 }
 
 // write records the fixture through an observer kind's real observer.
-func write(t *testing.T, kind, value string) {
+func write(t *testing.T, kind, value string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	k, ok := observer.Lookup(kind)
 	if !ok {
 		t.Fatalf("no observer kind %s", kind)
 	}
-	for i, s := range fixture() {
+	for i, s := range fixture()[:n] {
 		o, err := k.OpenObserver(ctx, value, observer.Settings{})
 		if err != nil {
 			t.Fatalf("%s: open: %v", kind, err)
@@ -376,8 +387,8 @@ func readAll(t *testing.T, kind, value string) []*observer.Run {
 
 // want is the in-process answer over the fixture itself, the reference
 // every store must give.
-func want(t *testing.T, q *Query) string {
-	got, err := q.Select(fixtureRuns(), storeNow)
+func want(t *testing.T, q *Query, n int) string {
+	got, err := q.Select(fixtureRuns()[:n], storeNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,11 +426,12 @@ func pushedCheck(t *testing.T, store string, q *Query, all []*observer.Run, cand
 	if err != nil {
 		t.Fatalf("%s %+v: %v", store, o, err)
 	}
-	if w := want(t, q); ids(got) != w {
+	w := want(t, q, len(all))
+	if ids(got) != w {
 		t.Errorf("%s %+v:\n got %s\nwant %s", store, o, ids(got), w)
 	}
-	if ordered && strings.Join(candidates, ",") != want(t, q) {
-		t.Errorf("%s %+v: the database's order %s is not the query's %s", store, o, strings.Join(candidates, ","), want(t, q))
+	if ordered && strings.Join(candidates, ",") != w {
+		t.Errorf("%s %+v: the database's order %s is not the query's %s", store, o, strings.Join(candidates, ","), w)
 	}
 }
 
@@ -437,7 +449,7 @@ func compileAll(t *testing.T) []*Query {
 
 func TestSameRunsFileStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "runs")
-	write(t, "file_storage", dir)
+	write(t, "file_storage", dir, len(fixture()))
 	all := readAll(t, "file_storage", dir)
 	for _, q := range compileAll(t) {
 		// The file store is evaluated in process over what the reader
@@ -446,7 +458,7 @@ func TestSameRunsFileStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w := want(t, q); ids(got) != w {
+		if w := want(t, q, len(all)); ids(got) != w {
 			t.Errorf("file %+v:\n got %s\nwant %s", q.opts, ids(got), w)
 		}
 	}
@@ -455,7 +467,9 @@ func TestSameRunsFileStore(t *testing.T) {
 func TestSameRunsMongo(t *testing.T) {
 	m := testserver.FerretDB(t)
 	db := "sacred_query"
-	write(t, "mongo_db", m.Addr()+":"+db)
+	// FerretDB 1.24 drops the connection on the last run's NaN and
+	// Infinity: MongoDB gets the others.
+	write(t, "mongo_db", m.Addr()+":"+db, len(fixture())-1)
 	all := readAll(t, "mongo_db", m.Addr()+":"+db)
 	ctx := context.Background()
 	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
@@ -575,7 +589,7 @@ func TestSameRunsSQL(t *testing.T) {
 	for _, d := range []Dialect{SQLite, PostgreSQL, MySQL} {
 		t.Run(string(d), func(t *testing.T) {
 			sacredURL, db := sqlDatabase(t, d)
-			write(t, "sql", sacredURL)
+			write(t, "sql", sacredURL, len(fixture()))
 			all := readAll(t, "sql", sacredURL)
 			checkSQL(t, string(d), d, db, all, true, true)
 
