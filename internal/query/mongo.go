@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // MongoPlan is a query compiled for Sacred's runs documents: a find
@@ -19,6 +20,11 @@ type MongoPlan struct {
 	// Residual is true when the filter selects more runs than the query
 	// (a necessary condition): Select removes the rest.
 	Residual bool
+}
+
+// FindOptions are the options of the find: the projection.
+func (p MongoPlan) FindOptions() *options.FindOptionsBuilder {
+	return options.Find().SetProjection(p.Projection)
 }
 
 // Mongo compiles the query's filters for a runs collection. now fixes the

@@ -480,7 +480,7 @@ func TestSameRunsMongo(t *testing.T) {
 	coll := client.Database(db).Collection("runs")
 	for _, q := range compileAll(t) {
 		plan := q.Mongo(storeNow)
-		cur, err := coll.Find(ctx, plan.Filter, options.Find().SetProjection(plan.Projection))
+		cur, err := coll.Find(ctx, plan.Filter, plan.FindOptions())
 		if err != nil {
 			t.Errorf("mongo %+v: find %v: %v", q.opts, plan.Filter, err)
 			continue
