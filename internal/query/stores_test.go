@@ -22,7 +22,7 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
-	_ "github.com/sacred-go/sacred/pkg/observer/sql"
+	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
 
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
