@@ -137,7 +137,7 @@ func TestReadGolden(t *testing.T) {
 
 // docsOf returns the raw bytes of every document of the runs table, by
 // doc id, and the ids in file order.
-func docsOf(t *testing.T, data []byte) (map[string][]byte, []string) {
+func docsOf(t testing.TB, data []byte) (map[string][]byte, []string) {
 	t.Helper()
 	ix, err := scanIndex(data)
 	if err != nil {

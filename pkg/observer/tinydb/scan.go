@@ -2,6 +2,7 @@ package tinydb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 
@@ -412,10 +413,30 @@ func (s *scanner) number() error {
 	return nil
 }
 
+// Word-at-a-time tests for the string loop: a byte of a word is '"',
+// '\\' or below 0x20 (see "Bit Twiddling Hacks", haszero and hasless).
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func specialIn(w uint64) bool {
+	q, bs := w^(lows*'"'), w^(lows*'\\')
+	return ((q-lows)&^q|(bs-lows)&^bs|(w-lows*0x20)&^w)&highs != 0
+}
+
 // skipString skips a string whose opening quote is at pos.
 func (s *scanner) skipString() error {
 	b := s.b
 	for i := s.pos + 1; i < len(b); i++ {
+		// Long runs of plain characters (outputs, traces) go 8 bytes at a
+		// time.
+		for i+8 <= len(b) && !specialIn(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			s.pos = i + 1
