@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gofrs/flock"
 )
@@ -133,6 +134,7 @@ func (s *store) current(f *os.File) (*index, os.FileInfo, error) {
 		return s.ix, fi, nil
 	}
 	s.ix, s.fi = nil, nil
+	s.removeStaleTemps()
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, nil, fmt.Errorf("tinydb: reading %s: %w", filepath.Join(s.display, MetadataFile), err)
@@ -145,10 +147,32 @@ func (s *store) current(f *os.File) (*index, os.FileInfo, error) {
 	return ix, fi, nil
 }
 
+// removeStaleTemps removes temporary files that writers killed before
+// their rename left behind. It runs under the lock, which every writer
+// holds while its temporary file exists, so any that is there is stale.
+func (s *store) removeStaleTemps() {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, tempPrefix) && strings.HasSuffix(n, tempSuffix) {
+			os.Remove(filepath.Join(s.dir, n))
+		}
+	}
+}
+
+// The temporary metadata.json: hidden, so that Python tools listing the
+// store do not see it.
+const (
+	tempPrefix = "." + MetadataFile + "."
+	tempSuffix = ".tmp"
+)
+
 // replace writes the spliced file next to metadata.json and renames it
 // over it. It returns the new file's info (nil when it cannot be known).
 func (s *store) replace(old *os.File, oldFi os.FileInfo, sp *splice) (os.FileInfo, error) {
-	tmp, err := createTemp(s.dir, "."+MetadataFile+".", ".tmp", 0o666)
+	tmp, err := createTemp(s.dir, tempPrefix, tempSuffix, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("tinydb: writing %s: %w", filepath.Join(s.display, MetadataFile), err)
 	}

@@ -470,3 +470,16 @@ func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestStaleTempRemoved: a temporary file left by a writer killed before
+// its rename is removed by the next writer, under the lock.
+func TestStaleTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, tempPrefix+"0123456789abcdef"+tempSuffix)
+	os.WriteFile(filepath.Join(dir, MetadataFile), []byte(`{"runs": {}}`), 0o644)
+	os.WriteFile(stale, []byte(`{"runs": {"1": {}`), 0o644)
+	startRun(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file still there: %v", err)
+	}
+}
