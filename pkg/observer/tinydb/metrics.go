@@ -58,8 +58,6 @@ func (m *metrics) add(ms []observer.MetricSeries) {
 	}
 }
 
-func (m *metrics) empty() bool { return len(m.series) == 0 }
-
 // encode appends the "metrics" field's value.
 func (m *metrics) encode(dst []byte) []byte {
 	dst = append(dst, '{')

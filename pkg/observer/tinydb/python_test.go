@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func tricky(t *testing.T, dir string) {
 	o := newObserver(t, dir)
 	o.outputHead, o.outputTail = 64, 128
 	ev := observertest.StartEvent()
-	ev.Config["floats"] = []any{1e-05, 1e16, -0.0, 1.5e300, 100.0}
+	ev.Config["floats"] = []any{1e-05, 1e16, math.Copysign(0, -1), 1.5e300, 100.0}
 	ev.Config["big"] = json.Number("123456789012345678901234567890")
 	ev.Config["ctl"] = "\x00\x1f\x7f\u2028 é 😀"
 	if _, err := o.Started(ctx, ev); err != nil {
@@ -36,7 +37,7 @@ func tricky(t *testing.T, dir string) {
 	b := observertest.NewBeats()
 	b.Out.Append(bytes.Repeat([]byte("0123456789 é\n"), 50))
 	b.Out.Append([]byte("\xff raw \xfe\n"))
-	hb := b.Next(ev.Time.Add(time.Second), map[string]any{"nan": nanValue(), "nested": map[string]any{"x": []any{1, 2.5, nil, true}}})
+	hb := b.Next(ev.Time.Add(time.Second), map[string]any{"nan": math.NaN(), "nested": map[string]any{"x": []any{1, 2.5, nil, true}}})
 	hb.Final = true
 	if err := o.Heartbeat(ctx, hb); err != nil {
 		t.Fatal(err)
@@ -178,9 +179,4 @@ print(json.dumps(out))
 	if len(ids) != 5 {
 		t.Errorf("runs after appending again: %v", ids)
 	}
-}
-
-func nanValue() float64 {
-	var zero float64
-	return zero / zero
 }
