@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -342,3 +343,43 @@ func TestTinyDBConcurrentRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestHardening19TinyDBModes: a 0600 file sent as artifact or resource,
+// also through a symlink, is stored in hashfs without permissions the
+// original lacks (issue 8, item 19), while a 0644 one keeps HashFS's
+// reading bits.
+func TestHardening19TinyDBModes(t *testing.T) {
+	dir := t.TempDir()
+	script := `set -e
+printf 'secret key\n' > key.pem && chmod 600 key.pem
+printf 'other secret\n' > target.pem && chmod 600 target.pem && ln -s target.pem link.pem
+printf 'public\n' > data.csv && chmod 644 data.csv
+sacred log artifact key.pem
+sacred log resource link.pem
+sacred log artifact data.csv
+`
+	os.WriteFile(filepath.Join(dir, "modes.sh"), []byte(script), 0o644)
+	r := sacred(t, dir, []string{pathWithSacred()}, "run", "-t", "store", "--", "sh", "modes.sh")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	probe := filepath.Join(dir, "umask-probe")
+	os.WriteFile(probe, nil, 0o666)
+	pfi, _ := os.Stat(probe)
+	umask := 0o666 &^ pfi.Mode().Perm()
+	// md5 of the contents, as HashFS names the files.
+	for content, want := range map[string]os.FileMode{"secret key\n": 0o600, "other secret\n": 0o600, "public\n": 0o644} {
+		sum := fmt.Sprintf("%x", md5Sum([]byte(content)))
+		p := filepath.Join(dir, "store", "hashfs", sum[:2], sum[2:4], sum[4:6], sum[6:])
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("%q not stored: %v", content, err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != want&^umask {
+			t.Errorf("%q stored with mode %v, want %v", content, got, want&^umask)
+		}
+	}
+}
+
+func md5Sum(b []byte) [16]byte { return md5.Sum(b) }
