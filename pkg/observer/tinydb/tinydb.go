@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,9 +26,8 @@ const (
 
 // Observer records one run into a TinyDB store. Create it with New.
 type Observer struct {
-	cfg  Config
-	warn io.Writer
-	st   *store
+	cfg Config
+	st  *store
 
 	mu  sync.Mutex
 	key string // the TinyDB doc id; "" until the run is in the file
@@ -53,13 +51,12 @@ var _ observer.Observer = (*Observer)(nil)
 // New returns an observer for one run into the store cfg names. It creates
 // the directory, as Sacred does, so that a path that cannot be a store is
 // reported before the child starts.
-func New(_ context.Context, cfg Config, s observer.Settings) (*Observer, error) {
+func New(_ context.Context, cfg Config, _ observer.Settings) (*Observer, error) {
 	if err := os.MkdirAll(cfg.Abs, 0o755); err != nil {
 		return nil, fmt.Errorf("tinydb: creating the store directory: %w", err)
 	}
 	return &Observer{
 		cfg:        cfg,
-		warn:       s.Warner(),
 		st:         newStore(cfg.Abs, cfg.Dir),
 		outputHead: DefaultOutputHead,
 		outputTail: DefaultOutputTail,
