@@ -483,3 +483,28 @@ func TestStaleTempRemoved(t *testing.T) {
 		t.Errorf("stale temporary file still there: %v", err)
 	}
 }
+
+// TestRepeatAfterFailedWrite: an artifact whose document write failed is
+// written when the call comes again (as the retry decorator repeats it),
+// not skipped as already known.
+func TestRepeatAfterFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	o, _ := startRun(t, dir)
+	path := filepath.Join(dir, MetadataFile)
+	good, _ := os.ReadFile(path)
+	os.WriteFile(path, good[:len(good)-1], 0o644) // truncated: writes fail
+	art := filepath.Join(t.TempDir(), "a")
+	os.WriteFile(art, []byte("x"), 0o644)
+	ev := &observer.ArtifactEvent{Name: "a.txt", Path: art}
+	if err := o.Artifact(ctx, ev); err == nil {
+		t.Fatal("the write into a truncated file did not fail")
+	}
+	os.WriteFile(path, good, 0o644) // repaired
+	if err := o.Artifact(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if run := readRun(t, dir, o.id); len(run.Artifacts) != 1 || run.Artifacts[0] != "a.txt" {
+		t.Errorf("artifacts after the repeat: %v", run.Artifacts)
+	}
+}

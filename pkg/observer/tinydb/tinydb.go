@@ -37,7 +37,11 @@ type Observer struct {
 
 	resources, artifacts [][]byte // encoded entries
 	m                    metrics
-	metricsDirty         bool // points not yet written
+	metricsDirty         bool // points not yet in the "metrics" field
+	// unsaved is set when the document changed since it was last
+	// written, so that a call repeated after a failed write writes it
+	// even when it adds nothing new.
+	unsaved bool
 
 	outputHead, outputTail int
 	// outFile holds the whole output once it is too long for
@@ -178,9 +182,10 @@ func (o *Observer) start(ctx context.Context, ev *observer.StartEvent, queued bo
 		return "", err
 	}
 	o.key, o.id = key, id
-	if err := o.st.syncDir(); err != nil {
-		return "", err
-	}
+	// The document is in place; a failing directory sync only leaves its
+	// durability in doubt, and failing the start would leave it RUNNING
+	// for ever. The final event syncs again and reports it.
+	_ = o.st.syncDir()
 	return id, nil
 }
 
@@ -215,6 +220,7 @@ func (o *Observer) ready(event string) error {
 
 // save writes the document over its old version in metadata.json.
 func (o *Observer) save(ctx context.Context) error {
+	o.unsaved = true // until the write succeeds
 	if o.metricsDirty {
 		o.d[fMetrics] = o.m.encode(o.d[fMetrics][:0])
 	}
@@ -239,7 +245,7 @@ func (o *Observer) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.metricsDirty = false
+	o.metricsDirty, o.unsaved = false, false
 	return nil
 }
 
@@ -255,7 +261,7 @@ func (o *Observer) LogMetrics(_ context.Context, ev *observer.MetricsEvent) erro
 	before := len(o.m.series)
 	o.m.add(ev.Metrics)
 	if len(ev.Metrics) > 0 || len(o.m.series) != before {
-		o.metricsDirty = true
+		o.metricsDirty, o.unsaved = true, true
 	}
 	return nil
 }
@@ -311,7 +317,7 @@ func (o *Observer) Resource(ctx context.Context, ev *observer.ResourceEvent) err
 	entry = pyjson.AppendString(entry, id)
 	entry = append(entry, ", "...)
 	entry = append(appendFile(entry, id), ']')
-	if !o.addEntry(&o.resources, fResources, entry) {
+	if !o.addEntry(&o.resources, fResources, entry) && !o.unsaved {
 		return nil
 	}
 	return o.save(ctx)
@@ -340,7 +346,7 @@ func (o *Observer) Artifact(ctx context.Context, ev *observer.ArtifactEvent) err
 	entry = pyjson.AppendString(entry, id)
 	entry = append(entry, ", "...)
 	entry = append(appendFile(entry, id), ']')
-	if !o.addEntry(&o.artifacts, fArtifacts, entry) {
+	if !o.addEntry(&o.artifacts, fArtifacts, entry) && !o.unsaved {
 		return nil
 	}
 	return o.save(ctx)
@@ -355,6 +361,7 @@ func (o *Observer) addEntry(list *[][]byte, field int, entry []byte) bool {
 		}
 	}
 	*list = append(*list, entry)
+	o.unsaved = true
 	b := []byte{'['}
 	for i, e := range *list {
 		if i > 0 {
@@ -435,7 +442,7 @@ func (o *Observer) Close(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var err error
-	if o.key != "" && o.metricsDirty {
+	if o.key != "" && o.unsaved {
 		err = o.save(ctx)
 	}
 	if o.outFile != nil {
