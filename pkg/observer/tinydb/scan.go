@@ -117,7 +117,7 @@ func scanIndex(b []byte) (*index, error) {
 	s.ws()
 	ix.topEmpty = s.peek() == '}'
 	err := s.members(func(key []byte, raw bool) error {
-		if !raw || string(key) != RunsTable {
+		if keyString(key, raw) != RunsTable {
 			return s.skipValue(1)
 		}
 		t, err := s.table()
@@ -226,6 +226,18 @@ func (s *scanner) members(f func(key []byte, raw bool) error) error {
 	}
 }
 
+// keyString decodes a property name (its bytes between the quotes,
+// already checked by skipString), escapes included: "\u0072uns" is "runs"
+// to Python too.
+func keyString(key []byte, raw bool) string {
+	if raw {
+		return string(key)
+	}
+	v, _ := pyjson.Unmarshal(append(append([]byte{'"'}, key...), '"'))
+	s, _ := v.(string)
+	return s
+}
+
 // table reads the "runs" table: an object of documents.
 func (s *scanner) table() (*table, error) {
 	if s.pos >= len(s.b) {
@@ -237,14 +249,7 @@ func (s *scanner) table() (*table, error) {
 	s.pos++
 	t := &table{}
 	err := s.members(func(key []byte, raw bool) error {
-		k := string(key)
-		if !raw {
-			v, err := pyjson.Unmarshal(append(append([]byte{'"'}, key...), '"'))
-			if err != nil {
-				return s.fail("bad escape in a document id")
-			}
-			k, _ = v.(string)
-		}
+		k := keyString(key, raw)
 		d := docEntry{key: k, start: int64(s.pos)}
 		if n, err := strconv.ParseInt(k, 10, 64); err == nil && n > t.maxID {
 			t.maxID = n
@@ -270,7 +275,7 @@ func (s *scanner) document(d *docEntry) error {
 	}
 	s.pos++
 	return s.members(func(key []byte, raw bool) error {
-		if !raw || string(key) != "_id" {
+		if keyString(key, raw) != "_id" {
 			return s.skipValue(3)
 		}
 		start := s.pos

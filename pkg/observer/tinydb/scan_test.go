@@ -35,3 +35,14 @@ func FuzzScanIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestEscapedKeys: names written with escapes are the names Python reads.
+func TestEscapedKeys(t *testing.T) {
+	ix, err := scanIndex([]byte(`{"\u0072uns": {"\u0031": {"\u005fid": "a\u0062"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix.runs == nil || len(ix.runs.docs) != 1 || ix.runs.docs[0].key != "1" || ix.runs.maxID != 1 || ix.runs.docs[0].runID != "ab" {
+		t.Errorf("index %+v", ix.runs)
+	}
+}
