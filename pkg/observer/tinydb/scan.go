@@ -117,7 +117,7 @@ func scanIndex(b []byte) (*index, error) {
 	s.ws()
 	ix.topEmpty = s.peek() == '}'
 	err := s.members(func(key []byte, raw bool) error {
-		if keyString(key, raw) != RunsTable {
+		if !isKey(key, raw, RunsTable) {
 			return s.skipValue(1)
 		}
 		t, err := s.table()
@@ -238,6 +238,15 @@ func keyString(key []byte, raw bool) string {
 	return s
 }
 
+// isKey tells whether a property name is name, without allocating in the
+// common case of a name without escapes.
+func isKey(key []byte, raw bool, name string) bool {
+	if raw {
+		return string(key) == name
+	}
+	return keyString(key, raw) == name
+}
+
 // table reads the "runs" table: an object of documents.
 func (s *scanner) table() (*table, error) {
 	if s.pos >= len(s.b) {
@@ -275,7 +284,7 @@ func (s *scanner) document(d *docEntry) error {
 	}
 	s.pos++
 	return s.members(func(key []byte, raw bool) error {
-		if keyString(key, raw) != "_id" {
+		if !isKey(key, raw, "_id") {
 			return s.skipValue(3)
 		}
 		start := s.pos
