@@ -17,6 +17,7 @@ import (
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
 	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
+	_ "github.com/sacred-go/sacred/pkg/observer/tinydb"
 )
 
 // Version is set at build time by the release tooling.
