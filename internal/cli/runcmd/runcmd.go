@@ -228,7 +228,7 @@ func (o *Options) complete(c *cobra.Command, v *viper.Viper, args []string) erro
 		if len(rest) > 0 && rest[0] == "with" {
 			rest = rest[1:]
 			n := 0
-			for n < len(rest) && (dash < 0 || n+1 < dash) && rest[n] != "--" && collect.IsUpdateToken(rest[n]) {
+			for n < len(rest) && (dash < 0 || n+1 < dash) && rest[n] != "--" && collect.LooksLikeUpdate(rest[n]) {
 				n++
 			}
 			o.Updates = rest[:n]
