@@ -47,6 +47,18 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return "exit status " + strconv.Itoa(e.Code) }
 
+// StatusError is an error with its own exit status, printed like any
+// other error but without the usage hint; e.g. an observer value that its
+// kind refuses keeps status 1 ("the run could not start") wherever it was
+// given.
+type StatusError struct {
+	Err  error
+	Code int
+}
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
+
 // ExitStatus returns nil for status 0 and an ExitError otherwise.
 func ExitStatus(code int) error {
 	if code == ExitOK {
@@ -67,6 +79,10 @@ func HandleError(w io.Writer, cmd *cobra.Command, err error) int {
 		return exit.Code
 	}
 	fmt.Fprintf(w, "sacred: %s\n", oneLine(err.Error()))
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
 	var fe *FlagError
 	if errors.As(err, &fe) {
 		if cmd != nil {
@@ -94,7 +110,12 @@ func FlagErrorFunc(_ *cobra.Command, err error) error {
 	var inv *pflag.InvalidValueError
 	if errors.As(err, &inv) {
 		fl := inv.GetFlag()
-		return FlagErrorf("%s %s: %v", FlagTitle(fl), quoteValue(fl, inv.GetValue()), inv.Unwrap())
+		msg := fmt.Errorf("%s %s: %w", FlagTitle(fl), quoteValue(fl, inv.GetValue()), inv.Unwrap())
+		var se *StatusError
+		if errors.As(err, &se) {
+			return &StatusError{Err: msg, Code: se.Code}
+		}
+		return FlagErrorWrap(msg)
 	}
 	var missing *pflag.NotExistError
 	if errors.As(err, &missing) {

@@ -101,11 +101,15 @@ func orDefault(s, def string) string {
 }
 
 // checkKind checks an observer value with the kind's own parser, which
-// neither connects anywhere nor puts secrets into its errors.
+// neither connects anywhere nor puts secrets into its errors. A refused
+// value exits 1 as the run could not start, as it did when values were
+// parsed only while opening the observers.
 func checkKind(k observer.Kind) func(string) error {
 	return func(v string) error {
-		_, err := k.Parse(v)
-		return err
+		if _, err := k.Parse(v); err != nil {
+			return &cmdutil.StatusError{Err: err, Code: cmdutil.ExitFailure}
+		}
+		return nil
 	}
 }
 

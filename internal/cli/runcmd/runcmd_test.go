@@ -44,9 +44,14 @@ func parse(t *testing.T, env []string, args ...string) (*RunOptions, error) {
 
 func wantUsageError(t *testing.T, err error, mention string) {
 	t.Helper()
-	var fe *cmdutil.FlagError
-	if !errors.As(err, &fe) {
-		t.Errorf("got %v, want a usage error mentioning %q", err, mention)
+	wantRefused(t, err, cmdutil.ExitUsage, mention)
+}
+
+// wantRefused checks the exit status err stands for and its message.
+func wantRefused(t *testing.T, err error, code int, mention string) {
+	t.Helper()
+	if got := cmdutil.HandleError(io.Discard, nil, err); err == nil || got != code {
+		t.Errorf("got %v (exit %d), want exit %d mentioning %q", err, got, code, mention)
 		return
 	}
 	if !strings.Contains(err.Error(), mention) || strings.Contains(err.Error(), "\n") {
@@ -285,8 +290,6 @@ func TestHardening22ConfigFileAndEnvValidated(t *testing.T) {
 		{"mongo_db: {a: 1}\n", "mongo_db: a mapping is not allowed here"},
 		{"file_storage:\n", "file_storage: an empty value is not allowed here"},
 		{"capture: [pipe, pty]\n", "capture: a list is not allowed here"},
-		{"file_storage: ''\n", "file storage: the directory is empty"},
-		{"sql: 'bogus://u:s3cret@h/db'\n", "sql:"},
 		{"comment: x\n", `unknown key "comment"`},
 		{"- a\n", "want a mapping of settings"},
 		{"a: [\n", "not valid YAML"},
@@ -299,12 +302,28 @@ func TestHardening22ConfigFileAndEnvValidated(t *testing.T) {
 			t.Errorf("%q: error %q must name the file and hold no password", tc.yaml, err)
 		}
 	}
+	// An observer value its kind refuses exits 1, as the run could not
+	// start, wherever it was given; never with the password in the message.
+	for _, tc := range []struct{ yaml, env, mention string }{
+		{"file_storage: ''\n", "", "file storage: the directory is empty"},
+		{"sql: 'bogus://u:s3cret@h/db'\n", "", "sacred.yaml line 1: sql: \"bogus://u:***@h/db\""},
+		{"", "SACRED_SQL=bogus://u:s3cret@h/db", `SACRED_SQL="bogus://u:***@h/db"`},
+	} {
+		dir := t.TempDir()
+		if tc.yaml != "" {
+			writeYAML(t, dir, tc.yaml)
+		}
+		_, err := parseIn(t, dir, []string{tc.env}, "true")
+		wantRefused(t, err, cmdutil.ExitFailure, tc.mention)
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q %q: error %q holds the password", tc.yaml, tc.env, err)
+		}
+	}
 	for _, tc := range []struct{ env, mention string }{
 		{"SACRED_TIMEOUT=2sec", `SACRED_TIMEOUT="2sec": want a duration`},
 		{"SACRED_BEAT_INTERVAL=fast", `SACRED_BEAT_INTERVAL="fast"`},
 		{"SACRED_STRICT=maybe", `SACRED_STRICT="maybe"`},
 		{"SACRED_KILL_AFTER=0", `SACRED_KILL_AFTER="0": must be positive`},
-		{"SACRED_SQL=bogus://u:s3cret@h/db", "SACRED_SQL="},
 	} {
 		_, err := parse(t, []string{tc.env}, "true")
 		wantUsageError(t, err, tc.mention)
@@ -326,11 +345,13 @@ func TestHardening25RefusedBeforeRecording(t *testing.T) {
 		{[]string{"--metric-pattern", `loss=(\d+)`, "true"}, "needs the named groups"},
 		{[]string{"-u", "-F", "runs", "true"}, "-u/--unobserved records nothing, but -F/--file_storage"},
 		{[]string{"-F", "runs", "-u", "true"}, "-u/--unobserved"},
-		{[]string{"-F", "", "true"}, "the directory is empty"},
-		{[]string{"-F", " ", "true"}, "the directory is empty"},
 	} {
 		_, err := parse(t, nil, tc.args...)
 		wantUsageError(t, err, tc.mention)
+	}
+	for _, v := range []string{"", " "} {
+		_, err := parse(t, nil, "-F", v, "true")
+		wantRefused(t, err, cmdutil.ExitFailure, `-F/--file_storage "`+v+`": file storage: the directory is empty`)
 	}
 	// -u silences observers configured as defaults.
 	o, err := parse(t, []string{"SACRED_FILE_STORAGE=runs"}, "-u", "true")
