@@ -134,7 +134,7 @@ type Sources map[string]string
 // checked exactly as on the command line; an error names the variable or
 // the file and key. A key of the file that is no configurable flag is an
 // error, so that a typo does not pass silently. Keys and variables accept
-// both spellings of a name (file_storage, file-storage).
+// both spellings of a name (enforce_clean, enforce-clean).
 func (c *Config) Apply(fs *pflag.FlagSet) (Sources, error) {
 	src := Sources{}
 	fromFile := map[string]fileEntry{}

@@ -127,7 +127,7 @@ func FlagErrorFunc(_ *cobra.Command, err error) error {
 	return FlagErrorWrap(err)
 }
 
-// FlagTitle names a flag as the user may have typed it: "-F/--file_storage"
+// FlagTitle names a flag as the user may have typed it: "-e/--enforce_clean"
 // or "--timeout".
 func FlagTitle(fl *pflag.Flag) string {
 	if fl.Shorthand != "" {
@@ -152,7 +152,7 @@ func isSacredObserverOption(name string) bool {
 }
 
 // AvailableObservers lists the observer flags of this build for messages,
-// e.g. "-F/--file_storage, -m/--mongo_db, -s/--sql".
+// e.g. "-F/--OPTION, --OTHER" (the short letter when the kind has one).
 func AvailableObservers() string {
 	var out []string
 	for _, k := range observer.Kinds() {

@@ -231,8 +231,8 @@ func MarkConfigurable(fs *pflag.FlagSet, names ...string) {
 func IsConfigurable(fl *pflag.Flag) bool { return len(fl.Annotations[annotConfig]) > 0 }
 
 // NormalizeFlags makes every flag of cmd and its subcommands answer to both
-// spellings of its name: Sacred's underscores (--file_storage,
-// --enforce_clean) and cobra's dashes (--file-storage, --beat-interval).
+// spellings of its name: Sacred's underscores (--enforce_clean,
+// --beat_interval) and cobra's dashes (--enforce-clean, --beat-interval).
 // Help shows the name as it was defined. Call it once all flags exist.
 func NormalizeFlags(cmd *cobra.Command) {
 	underscored := map[string]string{}

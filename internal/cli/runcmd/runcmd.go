@@ -143,7 +143,7 @@ Config updates go after "with": a.b=1 name=text 'layers=[64,64]' config.yaml.
 
 Defaults come from sacred.yaml (working directory, then the user config directory)
 and SACRED_* environment variables (%s, SACRED_BEAT_INTERVAL, ...); flags win.
-Flag names take underscores or dashes alike: --file_storage is --file-storage.`, observers, strings.Join(vars, ", "))
+Flag names take underscores or dashes alike: --enforce_clean is --enforce-clean.`, observers, strings.Join(vars, ", "))
 }
 
 func example(kinds []observer.Kind) string {
