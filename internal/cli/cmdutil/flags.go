@@ -116,9 +116,17 @@ func FloatVarP(fs *pflag.FlagSet, p *float64, name, short string, value float64,
 }
 
 // SizeVarP defines a size in bytes: a whole number with an optional unit
-// (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; all powers of 1024).
-func SizeVarP(fs *pflag.FlagSet, p *int64, name, short string, value int64, usage string) *pflag.Flag {
-	return varP(fs, p, name, short, value, "SIZE", usage, ParseSize, FormatSize)
+// (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; all powers of 1024); positive asks
+// for more than zero.
+func SizeVarP(fs *pflag.FlagSet, p *int64, name, short string, value int64, usage string, positive bool) *pflag.Flag {
+	parse := func(s string) (int64, error) {
+		n, err := ParseSize(s)
+		if err == nil && positive && n <= 0 {
+			return 0, errors.New("must be positive, e.g. 10MiB")
+		}
+		return n, err
+	}
+	return varP(fs, p, name, short, value, "SIZE", usage, parse, FormatSize)
 }
 
 // ParseSize reads a size such as 10MiB, 512k or 1048576.

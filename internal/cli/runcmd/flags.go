@@ -58,7 +58,7 @@ func (o *RunOptions) defineFlags(fs *pflag.FlagSet, kinds []observer.Kind) {
 	cmdutil.ArrayVarP(fs, &o.CaptureEnv, "capture-env", "", "NAME", "record this environment variable in host.ENV (repeatable)", checkEnvName)
 	cmdutil.StringVarP(fs, &o.MetricPattern, "metric-pattern", "", "", "REGEX", "regular expression with groups name, value[, step]: matching stdout lines become metrics", checkMetricPattern)
 	cmdutil.StringVarP(fs, &o.ResultFile, "result-file", "", "", "FILE", "JSON file the command writes its result to, read when it exits", nil)
-	cmdutil.SizeVarP(fs, &o.MaxSourceSize, "max-source-size", "", DefaultMaxSourceSize, "record sources larger than this by md5 and size only, without content")
+	cmdutil.SizeVarP(fs, &o.MaxSourceSize, "max-source-size", "", DefaultMaxSourceSize, "record sources larger than this by md5 and size only, without content", true)
 	cmdutil.BoolVarP(fs, &o.Unbuffered, "unbuffered", "", false, "set PYTHONUNBUFFERED=1 for the command (Python then writes line by line into a pipe, at a cost in speed)")
 
 	// One repeatable flag per observer kind, and the kinds' own flags.

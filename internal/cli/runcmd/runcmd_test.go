@@ -101,6 +101,7 @@ func TestBadOptionsAreUsageErrors(t *testing.T) {
 		{[]string{"-b", "NaN", "true"}, "want a number"},
 		{[]string{"--timeout", "-1s", "true"}, "must not be negative"},
 		{[]string{"--max-source-size", "ten", "true"}, "want a size"},
+		{[]string{"--max-source-size", "0", "true"}, "must be positive"},
 		{[]string{"--source", "[", "true"}, "not a valid glob"},
 		{[]string{"--capture-env", "A B", "true"}, "one environment variable name"},
 		{[]string{"with", "a=1", "--lr=1", "true"}, "flags go before `with`"},
@@ -381,7 +382,7 @@ func TestMaxSourceSize(t *testing.T) {
 	if err != nil || o.MaxSourceSize != 10<<20 {
 		t.Fatalf("default %d, %v", o.MaxSourceSize, err)
 	}
-	for v, want := range map[string]int64{"1048576": 1 << 20, "512KiB": 512 << 10, "2M": 2 << 20, "1g": 1 << 30, "0": 0} {
+	for v, want := range map[string]int64{"1048576": 1 << 20, "512KiB": 512 << 10, "2M": 2 << 20, "1g": 1 << 30} {
 		o, err := parse(t, nil, "--max-source-size", v, "true")
 		if err != nil || o.MaxSourceSize != want {
 			t.Errorf("%s: %d, %v; want %d", v, o.MaxSourceSize, err, want)
