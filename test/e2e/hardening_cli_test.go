@@ -256,3 +256,31 @@ func BenchmarkHardening38SacredLogMetric(b *testing.B) {
 		b.Fatalf("%d points arrived, want %d", n, b.N)
 	}
 }
+
+// -d/--debug prints the wrapper's debug messages (issue 9: it either does
+// or is removed).
+func TestDebugFlagPrintsDebugMessages(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sacred.yaml"), []byte("beat-interval: 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := sacred(t, dir, []string{"SACRED_FILE_STORAGE=runs"}, "run", "-d", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"sacred: debug: --beat-interval from " + filepath.Join(dir, "sacred.yaml") + ": beat-interval",
+		"sacred: debug: --file_storage from SACRED_FILE_STORAGE",
+		"sacred: debug: kept from the command's environment (observer settings): SACRED_FILE_STORAGE",
+		"sacred: debug: observer file storage runs",
+		"sacred: debug: command true",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	r = sacred(t, dir, []string{"SACRED_FILE_STORAGE=runs"}, "run", "--", "true")
+	if strings.Contains(r.stderr, "debug:") {
+		t.Errorf("debug messages without -d:\n%s", r.stderr)
+	}
+}
