@@ -95,9 +95,10 @@ func TestParseUpdatesNestedMerge(t *testing.T) {
 	}
 }
 
-// A key set both to a value and to a mapping is refused in either order
+// TestHardening23UpdateValueAndMappingConflict: a key set both to a value
+// and to a mapping is refused in either order
 // (issue 8 item 23: `a.b.c=1 a=2` was accepted and its reverse refused).
-func TestParseUpdatesValueAndMappingConflict(t *testing.T) {
+func TestHardening23UpdateValueAndMappingConflict(t *testing.T) {
 	for _, toks := range [][]string{
 		{"a.b.c=1", "a=2"},
 		{"a=2", "a.b.c=1"},
