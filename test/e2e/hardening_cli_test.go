@@ -60,7 +60,7 @@ func TestHardening21ObserverSettingsNotInChildEnv(t *testing.T) {
 		"SACRED_TEMPLATE=" + filepath.Join(dir, "no-template.html"),
 		"SACRED_BEAT_INTERVAL=5",
 	}
-	if pg := os.Getenv("SACRED_TEST_POSTGRES_URL"); pg != "" {
+	if pg := sqlURLs(t)["postgres"]; pg != "" {
 		// The test server trusts local connections: a password in the URL
 		// is accepted and ignored, and must not leak.
 		env[1] = "SACRED_SQL=" + strings.Replace(pg, "postgres@", "postgres:Sup3rSecret@", 1)
