@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path"
@@ -59,9 +58,9 @@ func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []b
 	case "result":
 		err = s.handleResult(&m)
 	case "artifact":
-		err = s.handleArtifact(&m)
+		err = s.handleArtifact(&m, conn)
 	case "resource":
-		err = s.handleResource(&m)
+		err = s.handleResource(&m, conn)
 	case "sync":
 		// Lines of one connection are handled in order, so everything sent
 		// before this one is processed: tell the client.
@@ -271,7 +270,7 @@ func (s *Server) resolve(p string) string {
 	return filepath.Join(s.o.Cwd, p)
 }
 
-func (s *Server) handleArtifact(m *wireMsg) error {
+func (s *Server) handleArtifact(m *wireMsg, conn int) error {
 	if m.Path == "" {
 		return errors.New(`artifact without "path"; ignored`)
 	}
@@ -294,9 +293,16 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 		meta = mm
 	}
 
+	op := s.busy(conn, fmt.Sprintf("artifact %q (copy of %s)", name, orig))
 	s.artLock.Lock()
 	defer s.artLock.Unlock()
-	src, err := openRegular(orig)
+	return s.done(conn, op, s.copyArtifact(m, name, orig, meta))
+}
+
+// copyArtifact takes the copy and reports the artifact; the caller holds
+// artLock, so events keep the order in which the lines were handled.
+func (s *Server) copyArtifact(m *wireMsg, name, orig string, meta map[string]any) error {
+	src, st, err := openRegular(orig)
 	if err != nil {
 		return fmt.Errorf("artifact %q: %w; ignored", name, err)
 	}
@@ -307,7 +313,10 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 	if err != nil {
 		return fmt.Errorf("artifact %q: take a copy: %w; ignored", name, err)
 	}
-	_, err = io.Copy(dst, src)
+	if s.beforeCopy != nil {
+		s.beforeCopy()
+	}
+	err = copyN(dst, src, st.Size(), s.stop)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -315,57 +324,54 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 		os.Remove(cp)
 		return fmt.Errorf("artifact %q: copy %s: %w; ignored", name, orig, err)
 	}
-	if s.o.OnArtifact != nil {
-		s.o.OnArtifact(observer.ArtifactEvent{
-			Name:        name,
-			Path:        cp,
-			OrigPath:    orig,
-			ContentType: m.ContentType,
-			Metadata:    meta,
-		})
+	err = s.emit(func() {
+		if s.o.OnArtifact != nil {
+			s.o.OnArtifact(observer.ArtifactEvent{
+				Name:        name,
+				Path:        cp,
+				OrigPath:    orig,
+				ContentType: m.ContentType,
+				Metadata:    meta,
+			})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w; not recorded", name, err)
 	}
 	return nil
 }
 
-func (s *Server) handleResource(m *wireMsg) error {
+func (s *Server) handleResource(m *wireMsg, conn int) error {
 	if m.Path == "" {
 		return errors.New(`resource without "path"; ignored`)
 	}
 	p := s.resolve(m.Path)
+	op := s.busy(conn, "resource "+p+" (md5)")
 	s.artLock.Lock()
 	defer s.artLock.Unlock()
-	f, err := openRegular(p)
+	return s.done(conn, op, s.hashResource(p))
+}
+
+// hashResource computes the md5 and reports the resource; the caller holds
+// artLock.
+func (s *Server) hashResource(p string) error {
+	f, st, err := openRegular(p)
 	if err != nil {
 		return fmt.Errorf("resource: %w; ignored", err)
 	}
 	defer f.Close()
 	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if err := copyN(h, f, st.Size(), s.stop); err != nil {
 		return fmt.Errorf("resource: read %s: %w; ignored", p, err)
 	}
-	if s.o.OnResource != nil {
-		s.o.OnResource(observer.ResourceEvent{Path: p, MD5: hex.EncodeToString(h.Sum(nil))})
+	sum := hex.EncodeToString(h.Sum(nil))
+	err = s.emit(func() {
+		if s.o.OnResource != nil {
+			s.o.OnResource(observer.ResourceEvent{Path: p, MD5: sum})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("resource %s: %w; not recorded", p, err)
 	}
 	return nil
-}
-
-// openRegular opens p for reading and refuses anything but a regular file.
-func openRegular(p string) (*os.File, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", p)
-		}
-		return nil, fmt.Errorf("open %s: %w", p, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat %s: %w", p, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	return f, nil
 }

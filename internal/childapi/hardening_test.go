@@ -1,0 +1,122 @@
+package childapi
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sacred-go/sacred/pkg/observer"
+)
+
+// Regression tests for issue 8 (hardening) at the package level; the
+// end-to-end ones through the binary are in test/e2e/hardening_childapi_test.go.
+
+// Item 1: a FIFO (or any non-regular file) named over the socket must
+// never block the server: it is refused with a warning naming it, and the
+// connection goes on (the sync after it is answered).
+func TestHardening01NonRegularFilesNeverBlock(t *testing.T) {
+	f := newServer(t, nil)
+	fifo := filepath.Join(f.cwd, "f")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(f.cwd, "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.Mkdir(filepath.Join(f.cwd, "d"), 0o700)
+	cases := []struct{ line, want string }{
+		{`{"kind":"resource","path":"f"}`, fifo + " is a named pipe (FIFO), not a regular file"},
+		{`{"kind":"artifact","path":"f"}`, fifo + " is a named pipe (FIFO), not a regular file"},
+		{`{"kind":"resource","path":"s.sock"}`, "s.sock is a socket, not a regular file"},
+		{`{"kind":"artifact","path":"/dev/null"}`, "/dev/null is a device, not a regular file"},
+		{`{"kind":"resource","path":"d"}`, "d is a directory, not a regular file"},
+	}
+	c, err := DialPath(f.s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tc := range cases {
+		c.WriteLine([]byte(tc.line))
+		if err := c.Sync(); err != nil { // would never return if open blocked
+			t.Fatalf("%s: sync: %v", tc.line, err)
+		}
+		if w := f.warn.String(); !strings.Contains(w, tc.want) {
+			t.Errorf("%s: warnings %q, want one naming %q", tc.line, w, tc.want)
+		}
+	}
+	if arts, res := f.ev.snapshot(); len(arts)+len(res) != 0 {
+		t.Errorf("events for non-regular files: %+v %+v", arts, res)
+	}
+}
+
+func TestHardening01ResultFileFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "result")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadResultFile(fifo)
+	if err == nil || !strings.Contains(err.Error(), fifo+" is a named pipe (FIFO), not a regular file") {
+		t.Errorf("ReadResultFile(FIFO) = %v", err)
+	}
+	_, err = ReadResultFile(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "is a directory, not a regular file") {
+		t.Errorf("ReadResultFile(dir) = %v", err)
+	}
+}
+
+// Item 1: Close is bounded even when an artifact copy does not finish (a
+// huge file, a hung file system): it gives up after CloseWait + FileWait,
+// says which copy was abandoned, and that copy is never reported later.
+func TestHardening01CloseAbandonsAStuckCopy(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	f := newServer(t, func(o *Options) {
+		o.CloseWait = 10 * time.Millisecond
+		o.FileWait = 10 * time.Millisecond
+	})
+	f.s.beforeCopy = func() {
+		close(entered)
+		<-release
+	}
+	os.WriteFile(filepath.Join(f.cwd, "big.bin"), []byte("data"), 0o644)
+	c, err := DialPath(f.s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.conn.Close()
+	c.WriteLine([]byte(`{"kind":"artifact","path":"big.bin"}`))
+	c.w.Flush()
+	<-entered
+	if err := f.s.Close(); err != nil { // returns although the copy hangs
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`client 1: artifact "big.bin" (copy of %s): not finished`, filepath.Join(f.cwd, "big.bin"))
+	if w := f.warn.String(); !strings.Contains(w, want) || !strings.Contains(w, "not recorded") {
+		t.Errorf("warnings %q, want %q ... not recorded", w, want)
+	}
+	close(release)
+	// The abandoned reader ends (its copy stops at the first chunk) and
+	// reports nothing, not even a second warning.
+	f.s.wg.Wait()
+	if arts, _ := f.ev.snapshot(); len(arts) != 0 {
+		t.Errorf("artifacts reported after Close gave up: %+v", arts)
+	}
+	if n := strings.Count(f.warn.String(), "big.bin\""); n != 1 {
+		t.Errorf("%d warnings about big.bin: %q", n, f.warn.String())
+	}
+}
+
+// snapshot returns the events reported so far.
+func (e *events) snapshot() ([]observer.ArtifactEvent, []observer.ResourceEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]observer.ArtifactEvent(nil), e.artifacts...), append([]observer.ResourceEvent(nil), e.resources...)
+}

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Regression tests for the child API items of issue 8 (hardening), through
+// the real binary.
+
+// hangGuard is how long sacredNoHang lets the wrapper run. The bugs tested
+// here are hangs: the bound turns one into a failure with a message instead
+// of a stuck test binary. It is no performance assertion.
+const hangGuard = 3 * time.Minute
+
+// sacredNoHang runs the binary as sacred() does, but kills it and its
+// children and fails the test when it has not exited within hangGuard.
+func sacredNoHang(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sacred %v: %v", args, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(hangGuard):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		t.Fatalf("sacred %v did not exit within %v (hang)\nstderr: %s", args, hangGuard, errb.String())
+	}
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("running sacred %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+		if code < 0 {
+			t.Fatalf("sacred %v died of a signal: %v\nstderr: %s", args, err, errb.String())
+		}
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// Item 1: a FIFO named as resource or artifact over the socket, or as
+// --result-file, used to block the wrapper in open(2) for ever.
+func TestHardening01FIFOResource(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "f")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	isFIFO := fifo + " is a named pipe (FIFO), not a regular file"
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		// The exact reproduction of the issue.
+		{"resource", []string{"--", "sh", "-c", `printf "{\"kind\":\"resource\",\"path\":\"f\"}\n" | sacred log stream`}},
+		{"artifact", []string{"--", "sh", "-c", `printf "{\"kind\":\"artifact\",\"path\":\"f\"}\n" | sacred log stream`}},
+		{"result-file", []string{"--result-file", "f", "--", "true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs := filepath.Join(dir, "runs-"+tc.name)
+			r := sacredNoHang(t, dir, []string{pathWithSacred()}, append([]string{"run", "-F", runs}, tc.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, isFIFO) {
+				t.Errorf("stderr does not say %q:\n%s", isFIFO, r.stderr)
+			}
+			run := readJSON(t, filepath.Join(runs, "1", "run.json"))
+			wantStatus(t, run, "COMPLETED")
+			if res := run["resources"]; res != nil && len(res.([]any)) != 0 {
+				t.Errorf("resources %v", res)
+			}
+			if arts := run["artifacts"]; arts != nil && len(arts.([]any)) != 0 {
+				t.Errorf("artifacts %v", arts)
+			}
+		})
+	}
+}
