@@ -313,10 +313,16 @@ func (s *Server) copyArtifact(m *wireMsg, name, orig string, meta map[string]any
 	if err != nil {
 		return fmt.Errorf("artifact %q: take a copy: %w; ignored", name, err)
 	}
+	// The copy keeps the original's permission bits (a 0600 key stays
+	// 0600), so that stores copying it on never widen them; it lives in
+	// the private directory meanwhile.
 	if s.beforeCopy != nil {
 		s.beforeCopy()
 	}
 	err = copyN(dst, src, st.Size(), s.stop)
+	if err == nil {
+		err = dst.Chmod(st.Mode().Perm())
+	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}

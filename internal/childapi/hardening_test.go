@@ -114,6 +114,40 @@ func TestHardening01CloseAbandonsAStuckCopy(t *testing.T) {
 	}
 }
 
+// Item 19: the artifact copy keeps the original's permission bits, also
+// when the path is a symbolic link, so that stores never widen them.
+func TestHardening19ArtifactCopyKeepsMode(t *testing.T) {
+	f := newServer(t, nil)
+	for name, mode := range map[string]os.FileMode{"key.pem": 0o600, "shared.txt": 0o640, "public.txt": 0o644, "run.sh": 0o750} {
+		p := filepath.Join(f.cwd, name)
+		os.WriteFile(p, []byte(name), 0o600)
+		if err := os.Chmod(p, mode); err != nil { // independent of the umask
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("key.pem", filepath.Join(f.cwd, "link.pem"))
+	sendRaw(t, f.s.Path(), `{"kind":"artifact","path":"key.pem"}
+{"kind":"artifact","path":"shared.txt"}
+{"kind":"artifact","path":"public.txt"}
+{"kind":"artifact","path":"run.sh"}
+{"kind":"artifact","path":"link.pem"}
+`)
+	want := map[string]os.FileMode{"key.pem": 0o600, "shared.txt": 0o640, "public.txt": 0o644, "run.sh": 0o750, "link.pem": 0o600}
+	arts, _ := f.ev.snapshot()
+	if len(arts) != len(want) {
+		t.Fatalf("artifacts %+v; warnings %q", arts, f.warn.String())
+	}
+	for _, a := range arts {
+		st, err := os.Lstat(a.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm() != want[a.Name] {
+			t.Errorf("copy of %s: mode %v, want a regular file with %v", a.Name, st.Mode(), want[a.Name])
+		}
+	}
+}
+
 // snapshot returns the events reported so far.
 func (e *events) snapshot() ([]observer.ArtifactEvent, []observer.ResourceEvent) {
 	e.mu.Lock()
