@@ -34,19 +34,19 @@ type wireMsg struct {
 
 var syncReply = []byte(`{"kind":"sync"}` + "\n")
 
-// handleLine processes one line. It returns bytes to write back to the
-// client, or nil.
-func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []byte {
+// handleLine processes one line. It reports whether the line is a sync,
+// which the caller answers.
+func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) (isSync bool) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return nil // blank lines are harmless
+		return false // blank lines are harmless
 	}
 	var m wireMsg
 	if !parseFlat(line, &m, intern.get) {
 		m = wireMsg{}
 		if err := json.Unmarshal(line, &m); err != nil {
 			s.warnf("client %d line %d: %s; line ignored: %s", conn, lineNo, describeJSONError(line, err), clip(line))
-			return nil
+			return false
 		}
 	}
 	var err error
@@ -64,7 +64,7 @@ func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []b
 	case "sync":
 		// Lines of one connection are handled in order, so everything sent
 		// before this one is processed: tell the client.
-		return syncReply
+		return true
 	case "":
 		err = errors.New(`no "kind" field; want one of metric, info, result, artifact, resource`)
 	default:
@@ -73,7 +73,7 @@ func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []b
 	if err != nil {
 		s.warnf("client %d line %d: %v", conn, lineNo, err)
 	}
-	return nil
+	return false
 }
 
 // interner reuses the strings of one connection (metric names, kinds), so

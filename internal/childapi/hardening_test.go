@@ -1,7 +1,9 @@
 package childapi
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -153,4 +155,40 @@ func (e *events) snapshot() ([]observer.ArtifactEvent, []observer.ResourceEvent)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]observer.ArtifactEvent(nil), e.artifacts...), append([]observer.ResourceEvent(nil), e.resources...)
+}
+
+// Item 2: a client that sends many syncs and reads the replies only at the
+// end must not deadlock with the server: reading never waits for writing,
+// and every sync still gets its reply.
+func TestHardening02SyncsWithoutReadingReplies(t *testing.T) {
+	f := newServer(t, nil)
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: f.s.Path(), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A hang guard, not a timing assertion: the old server blocked here
+	// for ever once both directions of the socket were full.
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	const syncs = 30_000
+	lines := strings.Repeat(`{"kind":"sync"}`+"\n", syncs) + `{"kind":"metric","name":"after","value":1}` + "\n"
+	if _, err := c.Write([]byte(lines)); err != nil {
+		t.Fatalf("write (the server stopped reading): %v", err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	replies, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read replies: %v", err)
+	}
+	if n := bytes.Count(replies, syncReply); n != syncs || len(replies) != syncs*len(syncReply) {
+		t.Errorf("%d replies (%d bytes), want %d", n, len(replies), syncs)
+	}
+	if ms := f.s.DrainMetrics(); len(ms) != 1 || ms[0].Name != "after" {
+		t.Errorf("metrics %+v, want the point sent after the syncs", ms)
+	}
+	if w := f.warn.String(); w != "" {
+		t.Errorf("warnings %q", w)
+	}
 }

@@ -247,7 +247,11 @@ func (s *Server) serve(c net.Conn) {
 // readConn reads one client line by line until EOF.
 func (s *Server) readConn(c net.Conn, id int) {
 	defer s.wg.Done()
+	var replies *replier // started at the first sync
 	defer func() {
+		if replies != nil {
+			replies.finish()
+		}
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -294,10 +298,13 @@ func (s *Server) readConn(c net.Conn, id int) {
 			line = long
 		}
 		lineNo++
-		if reply := s.handleLine(line, id, lineNo, &names); reply != nil {
-			if _, err := c.Write(reply); err != nil {
-				s.warnf("client %d: reply: %v", id, err)
+		if s.handleLine(line, id, lineNo, &names) {
+			if replies == nil {
+				replies = newReplier(c, func(err error) {
+					s.warnf("client %d: reply to sync: %v; the client stopped reading", id, err)
+				})
 			}
+			replies.add()
 		}
 		long = long[:0]
 		if cap(long) > 1<<20 {

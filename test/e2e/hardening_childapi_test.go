@@ -93,3 +93,21 @@ func TestHardening01FIFOResource(t *testing.T) {
 		})
 	}
 }
+
+// Item 2: 30,000 syncs whose replies are read only at the end of input
+// used to deadlock the wrapper with `sacred log stream`, and the metric
+// logged after them was never recorded.
+func TestHardening02ManySyncsUnread(t *testing.T) {
+	dir := t.TempDir()
+	r := sacredNoHang(t, dir, []string{pathWithSacred()}, "run", "-F", "runs", "--", "sh", "-c",
+		`yes '{"kind":"sync"}' | head -n 30000 | sacred log stream && sacred log metric after 1`)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "child API") {
+		t.Errorf("child API warnings: %s", r.stderr)
+	}
+	run := filepath.Join(dir, "runs", "1")
+	wantStatus(t, readJSON(t, filepath.Join(run, "run.json")), "COMPLETED")
+	checkMetric(t, readJSON(t, filepath.Join(run, "metrics.json")), "after", []float64{0}, []float64{1})
+}
