@@ -192,3 +192,47 @@ func TestHardening02SyncsWithoutReadingReplies(t *testing.T) {
 		t.Errorf("warnings %q", w)
 	}
 }
+
+// Item 3: the output tap (--metric-pattern) never blocks, also when the
+// observers are so far behind that clients are held back; past its bound
+// it drops points, counts them and says so once, and at the end.
+func TestHardening03ScraperNeverBlocks(t *testing.T) {
+	const maxPending = 10
+	f := newServer(t, func(o *Options) { o.MaxPending = maxPending })
+	sc, err := NewScraper(`^(?P<name>\w+) (?P<value>\S+)$`, f.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody drains: as with an observer that lags, pending fills up to
+	// the bound at which clients wait, and beyond.
+	const lines = 10 * maxPending
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := range lines {
+			sc.Write(fmt.Appendf(nil, "loss %d\n", i))
+		}
+		sc.Close()
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(2 * time.Minute): // a hang guard, not a timing assertion
+		t.Fatal("Scraper.Write blocked while metrics were pending")
+	}
+	limit := f.s.tapLimit()
+	if n := f.s.Pending(); n != limit {
+		t.Errorf("%d points pending, want the tap's bound %d", n, limit)
+	}
+	if w := f.warn.String(); strings.Count(w, "scraped points are dropped") != 1 {
+		t.Errorf("warnings %q, want one about dropped points", w)
+	}
+	ms := f.s.DrainMetrics()
+	if got := steps(ms, "loss"); len(got) != limit || got[limit-1] != int64(limit-1) {
+		t.Errorf("steps %v, want 0..%d", got, limit-1)
+	}
+	f.s.Close()
+	want := fmt.Sprintf("%d scraped metric point(s) were not recorded", lines-limit)
+	if w := f.warn.String(); !strings.Contains(w, want) {
+		t.Errorf("warnings %q, want %q", w, want)
+	}
+}

@@ -6,13 +6,30 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-// addPoint applies Sacred's step rule and queues the point. When twice
-// MaxPending points wait, it blocks until DrainMetrics (or Close): the
-// client's writes then block in the kernel, so the wrapper's memory stays
-// bounded however fast the child logs.
-func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t time.Time) {
+// addPoint applies Sacred's step rule and queues the point.
+//
+// A client's point (tap false) waits while twice MaxPending points wait,
+// until DrainMetrics (or Close): the client's writes then block in the
+// kernel, so the wrapper's memory stays bounded however fast the child logs.
+//
+// A point of the output tap (tap true, --metric-pattern) never waits: the
+// tap is fed by the copier of the child's stdout, which must never block
+// (the child's output would stop, and the runner waits for the copier at
+// the end). Past tapLimit points waiting (observers far behind) it is
+// dropped and counted instead; the line itself is still in the captured
+// output.
+func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t time.Time, tap bool) {
 	s.mu.Lock()
-	for s.npending >= 2*s.o.MaxPending && !s.closing {
+	if tap && s.npending >= s.tapLimit() {
+		s.tapDropped++
+		first := s.tapDropped == 1
+		s.mu.Unlock()
+		if first {
+			s.warnf("--metric-pattern: %d metric points are waiting for the observers; scraped points are dropped until they catch up (counted at the end)", s.tapLimit())
+		}
+		return
+	}
+	for !tap && s.npending >= 2*s.o.MaxPending && !s.closing {
 		s.cond.Wait()
 	}
 	// Sacred: the counter starts at -1; no step means counter+1; an
@@ -43,11 +60,18 @@ func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t ti
 	}
 }
 
-// AddMetric queues a point as if a client had sent it; step < 0 means
-// "no step". The scraper of --metric-pattern uses it.
+// AddMetric queues a point scraped from the child's output
+// (--metric-pattern); step < 0 means "no step". It never blocks; see
+// addPoint for what happens when the observers are far behind.
 func (s *Server) AddMetric(name string, value float64, step int64) {
-	s.addPoint(name, step, step >= 0, value, time.Now().UTC())
+	s.addPoint(name, step, step >= 0, value, time.Now().UTC(), true)
 }
+
+// tapLimit is how many points may wait before the output tap drops its
+// points: beyond the bound at which clients wait, so that a tap keeps
+// working while clients are held back, and bounded (about 40 bytes a
+// point).
+func (s *Server) tapLimit() int { return 4 * s.o.MaxPending }
 
 // DrainMetrics returns the points received since the last drain, grouped
 // by name in first-appearance order, steps already assigned.

@@ -108,6 +108,9 @@ type Server struct {
 	result   any
 	hasRes   bool
 	busyOps  map[int]*fileOp // connection → file operation in progress
+	// tapDropped counts the scraped points dropped while the observers
+	// were far behind (see addPoint).
+	tapDropped int
 
 	warnMu     sync.Mutex
 	warnings   int
@@ -354,7 +357,13 @@ func (s *Server) Close() error {
 		case <-t.C:
 			s.stopReading(done)
 		}
+		s.mu.Lock()
+		dropped := s.tapDropped
+		s.mu.Unlock()
 		s.warnMu.Lock()
+		if dropped > 0 && s.o.Warn != nil {
+			fmt.Fprintf(s.o.Warn, "sacred: child API: --metric-pattern: %d scraped metric point(s) were not recorded: the observers were too far behind (their lines are in the captured output)\n", dropped)
+		}
 		if s.suppressed > 0 && s.o.Warn != nil {
 			fmt.Fprintf(s.o.Warn, "sacred: child API: %d more warning(s) suppressed\n", s.suppressed)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"database/sql"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -110,4 +111,54 @@ func TestHardening02ManySyncsUnread(t *testing.T) {
 	run := filepath.Join(dir, "runs", "1")
 	wantStatus(t, readJSON(t, filepath.Join(run, "run.json")), "COMPLETED")
 	checkMetric(t, readJSON(t, filepath.Join(run, "metrics.json")), "after", []float64{0}, []float64{1})
+}
+
+// Item 3: with --metric-pattern, an observer that lags and the child
+// stopped by --timeout, the wrapper never exited: the stdout copier waited
+// in the scraper for the pending metrics to drain, the runner for the
+// copier. The lagging observer is PostgreSQL with the metric table locked
+// (SHARE mode: the run can start, no metric can be inserted).
+func TestHardening03MetricPatternLaggingObserverTimeout(t *testing.T) {
+	url := sqlURLs(t)["postgres"]
+	if url == "" {
+		t.Skip("PostgreSQL is not reachable (CI requires it)")
+	}
+	dir := t.TempDir()
+	if r := sacred(t, dir, nil, "run", "-s", url, "--", "true"); r.code != 0 { // creates the tables
+		t.Fatalf("first run: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("LOCK TABLE metric IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A million metric lines: far more than the points the wrapper holds
+	// for a lagging observer (100,000) plus those it keeps pending
+	// (200,000), so the scraper meets its bound; then the child idles
+	// until the timeout stops it.
+	r := sacredNoHang(t, dir, nil, "run", "-F", "runs", "-s", url,
+		"--metric-pattern", `^(?P<name>loss) (?P<value>\S+)$`, "--timeout", "5s", "--flush-timeout", "15s",
+		"--", "sh", "-c", `yes "loss 0.5" | head -n 1000000; exec sleep 600`)
+	tx.Rollback()
+	if r.code != 128+15 {
+		t.Fatalf("exit %d, want 143 (child stopped by the timeout)\nstderr: %s", r.code, r.stderr)
+	}
+	ids := runDirs(t, filepath.Join(dir, "runs"))
+	if len(ids) != 1 {
+		t.Fatalf("runs %v", ids)
+	}
+	wantStatus(t, readJSON(t, filepath.Join(dir, "runs", ids[0], "run.json")), "TIMEOUT")
+	if !strings.Contains(r.stderr, "scraped points are dropped until they catch up") ||
+		!strings.Contains(r.stderr, "scraped metric point(s) were not recorded") {
+		t.Errorf("stderr does not say that scraped points were dropped:\n%s", r.stderr)
+	}
 }
