@@ -133,8 +133,7 @@ func (s *Server) handleMetric(m *wireMsg) error {
 			return fmt.Errorf("metric %q: %w; point dropped", m.Name, err)
 		}
 	}
-	s.addPoint(m.Name, step, hasStep, v, t, false)
-	return nil
+	return s.addPoint(m.Name, step, hasStep, v, t, false)
 }
 
 func metricValue(raw json.RawMessage) (float64, error) {

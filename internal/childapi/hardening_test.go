@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,5 +236,38 @@ func TestHardening03ScraperNeverBlocks(t *testing.T) {
 	want := fmt.Sprintf("%d scraped metric point(s) were not recorded", lines-limit)
 	if w := f.warn.String(); !strings.Contains(w, want) {
 		t.Errorf("warnings %q, want %q", w, want)
+	}
+}
+
+// Item 17: an implicit step after the largest step there is would wrap to
+// a negative step: it is refused with a warning, and the metric goes on
+// with the next explicit step.
+func TestHardening17StepOverflow(t *testing.T) {
+	f := newServer(t, nil)
+	sendRaw(t, f.s.Path(), `{"kind":"metric","name":"m","value":1,"step":9223372036854775807}
+{"kind":"metric","name":"m","value":2}
+{"kind":"metric","name":"m","value":3,"step":5}
+{"kind":"metric","name":"m","value":4}
+`)
+	if got, want := steps(f.s.DrainMetrics(), "m"), []int64{math.MaxInt64, 5, 6}; !reflect.DeepEqual(got, want) {
+		t.Errorf("steps %v, want %v", got, want)
+	}
+	want := `client 1 line 2: metric "m": the last step is 9223372036854775807, the largest there is, so the next one cannot be counted; give an explicit step; point dropped`
+	if w := f.warn.String(); !strings.Contains(w, want) || strings.Count(w, "\n") != 1 {
+		t.Errorf("warnings %q, want %q", w, want)
+	}
+
+	// The scraper of --metric-pattern follows the same rule.
+	sc, err := NewScraper(`^(?P<name>\w+) (?P<value>\S+)(?: (?P<step>\d+))?$`, f.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Write([]byte("s 1 9223372036854775807\ns 2\n"))
+	sc.Close()
+	if got, want := steps(f.s.DrainMetrics(), "s"), []int64{math.MaxInt64}; !reflect.DeepEqual(got, want) {
+		t.Errorf("scraped steps %v, want %v", got, want)
+	}
+	if w := f.warn.String(); !strings.Contains(w, `--metric-pattern: metric "s": the last step is 9223372036854775807`) {
+		t.Errorf("warnings %q", w)
 	}
 }

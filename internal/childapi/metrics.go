@@ -1,6 +1,8 @@
 package childapi
 
 import (
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -18,7 +20,10 @@ import (
 // the end). Past tapLimit points waiting (observers far behind) it is
 // dropped and counted instead; the line itself is still in the captured
 // output.
-func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t time.Time, tap bool) {
+//
+// It refuses an implicit step after the largest step there is
+// (math.MaxInt64): counting on would wrap to a negative step.
+func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t time.Time, tap bool) error {
 	s.mu.Lock()
 	if tap && s.npending >= s.tapLimit() {
 		s.tapDropped++
@@ -27,7 +32,7 @@ func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t ti
 		if first {
 			s.warnf("--metric-pattern: %d metric points are waiting for the observers; scraped points are dropped until they catch up (counted at the end)", s.tapLimit())
 		}
-		return
+		return nil
 	}
 	for !tap && s.npending >= 2*s.o.MaxPending && !s.closing {
 		s.cond.Wait()
@@ -38,6 +43,10 @@ func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t ti
 		last, ok := s.counter[name]
 		if !ok {
 			last = -1
+		}
+		if last == math.MaxInt64 {
+			s.mu.Unlock()
+			return fmt.Errorf("metric %q: the last step is %d, the largest there is, so the next one cannot be counted; give an explicit step; point dropped", name, last)
 		}
 		step = last + 1
 	}
@@ -58,13 +67,14 @@ func (s *Server) addPoint(name string, step int64, hasStep bool, v float64, t ti
 		default: // a flush is already asked for
 		}
 	}
+	return nil
 }
 
 // AddMetric queues a point scraped from the child's output
 // (--metric-pattern); step < 0 means "no step". It never blocks; see
 // addPoint for what happens when the observers are far behind.
-func (s *Server) AddMetric(name string, value float64, step int64) {
-	s.addPoint(name, step, step >= 0, value, time.Now().UTC(), true)
+func (s *Server) AddMetric(name string, value float64, step int64) error {
+	return s.addPoint(name, step, step >= 0, value, time.Now().UTC(), true)
 }
 
 // tapLimit is how many points may wait before the output tap drops its

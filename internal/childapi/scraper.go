@@ -119,5 +119,7 @@ func (sc *Scraper) match(line []byte) {
 		}
 		step = n
 	}
-	sc.s.AddMetric(name, v, step)
+	if err := sc.s.AddMetric(name, v, step); err != nil {
+		sc.s.warnf("--metric-pattern: %v", err)
+	}
 }

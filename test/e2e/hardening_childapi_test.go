@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -160,5 +162,36 @@ func TestHardening03MetricPatternLaggingObserverTimeout(t *testing.T) {
 	if !strings.Contains(r.stderr, "scraped points are dropped until they catch up") ||
 		!strings.Contains(r.stderr, "scraped metric point(s) were not recorded") {
 		t.Errorf("stderr does not say that scraped points were dropped:\n%s", r.stderr)
+	}
+}
+
+// Item 17: an explicit step 9223372036854775807 followed by an implicit
+// step was stored as a negative step.
+func TestHardening17StepOverflow(t *testing.T) {
+	dir := t.TempDir()
+	r := sacredNoHang(t, dir, []string{pathWithSacred()}, "run", "-F", "runs", "--", "sh", "-c",
+		`sacred log metric m 1 --step 9223372036854775807 && sacred log metric m 2 && sacred log metric m 3 --step 5 && sacred log metric m 4`)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	want := `metric "m": the last step is 9223372036854775807, the largest there is, so the next one cannot be counted; give an explicit step; point dropped`
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+	}
+	run := filepath.Join(dir, "runs", "1")
+	wantStatus(t, readJSON(t, filepath.Join(run, "run.json")), "COMPLETED")
+	// Decoded with exact integers: float64 cannot tell 2^63-1 from 2^63.
+	d := json.NewDecoder(strings.NewReader(readFile(t, filepath.Join(run, "metrics.json"))))
+	d.UseNumber()
+	var metrics map[string]struct {
+		Steps  []json.Number `json:"steps"`
+		Values []json.Number `json:"values"`
+	}
+	if err := d.Decode(&metrics); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics["m"]
+	if got := fmt.Sprint(m.Steps, m.Values); got != "[9223372036854775807 5 6] [1.0 3.0 4.0]" {
+		t.Errorf("steps and values %s, want [9223372036854775807 5 6] [1.0 3.0 4.0]", got)
 	}
 }
