@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -115,9 +116,27 @@ func clip(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
+// CheckMetricName reports why name cannot name a metric in every store,
+// or nil. Sacred takes any string; the stores cannot keep a NUL byte
+// (PostgreSQL's text, MongoDB's keys) nor bytes that are not UTF-8.
+func CheckMetricName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("metric name is empty")
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("metric name %q contains a NUL byte, which no store can keep", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("metric name %q is not valid UTF-8", name)
+	}
+	return nil
+}
+
 func (s *Server) handleMetric(m *wireMsg) error {
 	if m.Name == "" {
 		return errors.New(`metric without "name"; point dropped`)
+	}
+	if err := CheckMetricName(m.Name); err != nil {
+		return fmt.Errorf("%w; point dropped", err)
 	}
 	v, err := metricValue(m.Value)
 	if err != nil {
@@ -201,6 +220,9 @@ func (s *Server) handleInfo(m *wireMsg) error {
 		if p == "" {
 			return fmt.Errorf("info key %q has an empty part; write keys like a.b.c", m.Key)
 		}
+	}
+	if strings.IndexByte(m.Key, 0) >= 0 {
+		return fmt.Errorf("info key %q contains a NUL byte, which no store can keep; ignored", m.Key)
 	}
 	if len(m.Value) == 0 {
 		return fmt.Errorf(`info %q without "value"; ignored`, m.Key)

@@ -271,3 +271,54 @@ func TestHardening17StepOverflow(t *testing.T) {
 		t.Errorf("warnings %q", w)
 	}
 }
+
+// Item 8: names no store can keep are refused per point, each with one
+// warning, and the good points around them are kept; info, result and
+// metadata keys with a NUL byte are refused, a NUL in a string is kept.
+func TestHardening08NamesNoStoreCanKeep(t *testing.T) {
+	f := newServer(t, nil)
+	sendRaw(t, f.s.Path(), `{"kind":"metric","name":"ok","value":1}
+{"kind":"metric","name":"x\u0000y","value":2}
+{"kind":"metric","name":"ok","value":3}
+{"kind":"info","key":"a\u0000.b","value":1}
+{"kind":"info","key":"n","value":{"k\u0000":1}}
+{"kind":"info","key":"s","value":"a\u0000b"}
+{"kind":"result","value":{"r\u0000":1}}
+`)
+	if got := steps(f.s.DrainMetrics(), "ok"); !reflect.DeepEqual(got, []int64{0, 1}) {
+		t.Errorf("ok steps %v, want [0 1]", got)
+	}
+	if info := f.s.Info(); !reflect.DeepEqual(info, map[string]any{"s": "a\x00b"}) {
+		t.Errorf("info %q", info)
+	}
+	if _, ok := f.s.Result(); ok {
+		t.Error("a result with a NUL key was taken")
+	}
+	for _, want := range []string{
+		`line 2: metric name "x\x00y" contains a NUL byte, which no store can keep; point dropped`,
+		`line 4: info key "a\x00.b" contains a NUL byte, which no store can keep; ignored`,
+		`line 5: info "n": key "k\x00" contains a NUL byte, which no store can keep; ignored`,
+		`line 7: result: key "r\x00" contains a NUL byte, which no store can keep; ignored`,
+	} {
+		if w := f.warn.String(); strings.Count(w, want) != 1 {
+			t.Errorf("warnings %q, want one %q", w, want)
+		}
+	}
+
+	// The scraper reads raw bytes: a name that is not UTF-8 is refused.
+	f = newServer(t, nil)
+	sc, err := NewScraper(`^(?P<name>\S*) (?P<value>\S+)$`, f.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Write([]byte("lo\xffss 1\n 2\nloss 3\n"))
+	sc.Close()
+	if ms := f.s.DrainMetrics(); len(ms) != 1 || ms[0].Name != "loss" || len(ms[0].Points) != 1 {
+		t.Errorf("metrics %+v, want loss's one point", ms)
+	}
+	w := f.warn.String()
+	if !strings.Contains(w, `--metric-pattern: metric name "lo\xffss" is not valid UTF-8; point dropped`) ||
+		!strings.Contains(w, `--metric-pattern: metric name is empty; point dropped`) {
+		t.Errorf("warnings %q", w)
+	}
+}

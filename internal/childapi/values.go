@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -42,6 +43,10 @@ func normalize(v any) (any, error) {
 		return f, nil
 	case map[string]any:
 		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 {
+				// MongoDB's keys are C strings: no store could keep it.
+				return nil, fmt.Errorf("key %q contains a NUL byte, which no store can keep", k)
+			}
 			n, err := normalize(e)
 			if err != nil {
 				return nil, err

@@ -5,12 +5,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sacred-go/sacred/pkg/observer"
 )
 
 // Regression tests for the child API items of issue 8 (hardening), through
@@ -193,5 +196,66 @@ func TestHardening17StepOverflow(t *testing.T) {
 	m := metrics["m"]
 	if got := fmt.Sprint(m.Steps, m.Values); got != "[9223372036854775807 5 6] [1.0 3.0 4.0]" {
 		t.Errorf("steps and values %s, want [9223372036854775807 5 6] [1.0 3.0 4.0]", got)
+	}
+}
+
+// Item 8: one metric name with a NUL byte made PostgreSQL refuse the whole
+// batch, retried every beat, so that no metric of the run was stored. Names
+// no store can keep are refused per point at the child API, for every
+// store, with one warning; so are info keys with a NUL byte (MongoDB's keys
+// cannot hold one), while a NUL inside a string value is kept.
+func TestHardening08MetricNameWithNUL(t *testing.T) {
+	urls := sqlURLs(t)
+	args := []string{"run", "--strict", "-F", "runs"}
+	for _, u := range urls {
+		args = append(args, "-s", u)
+	}
+	lines := `{"kind":"metric","name":"ok","value":1}
+{"kind":"metric","name":"x\u0000y","value":2}
+{"kind":"metric","name":"ok","value":3}
+{"kind":"info","key":"bad\u0000key","value":1}
+{"kind":"info","key":"nested","value":{"a\u0000":1}}
+{"kind":"info","key":"note","value":"a\u0000b"}
+`
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "lines.jsonl"), []byte(lines), 0o644)
+	args = append(args, "--", "sh", "-c", "echo started; sacred log stream < lines.jsonl") // with output: a beat without any is item 6, not this one
+	r := sacredNoHang(t, dir, []string{pathWithSacred()}, args...)
+	// --strict: exit 1 if any store could not record what it was given.
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		`client 1 line 2: metric name "x\x00y" contains a NUL byte, which no store can keep; point dropped`,
+		`client 1 line 4: info key "bad\x00key" contains a NUL byte, which no store can keep; ignored`,
+		`client 1 line 5: info "nested": key "a\x00" contains a NUL byte, which no store can keep; ignored`,
+	} {
+		if strings.Count(r.stderr, want) != 1 {
+			t.Errorf("stderr does not say once %q:\n%s", want, r.stderr)
+		}
+	}
+	if n := strings.Count(r.stderr, "\n"); n != 4 { // started run 1 + the three warnings
+		t.Errorf("%d lines on stderr, want 4:\n%s", n, r.stderr)
+	}
+
+	run := filepath.Join(dir, "runs", "1")
+	wantStatus(t, readJSON(t, filepath.Join(run, "run.json")), "COMPLETED")
+	metrics := readJSON(t, filepath.Join(run, "metrics.json"))
+	checkMetric(t, metrics, "ok", []float64{0, 1}, []float64{1, 3})
+	if len(metrics) != 1 {
+		t.Errorf("metrics.json %v, want only ok", metrics)
+	}
+	info := readJSON(t, filepath.Join(run, "info.json"))
+	if fmt.Sprint(info) != "map[note:a\x00b]" {
+		t.Errorf("info.json %q, want only note", info)
+	}
+	for name, u := range urls {
+		sr := readSQLRun(t, u, "1")
+		if sr.Status != observer.StatusCompleted || len(sr.Metrics) != 1 || sr.Metrics[0].Name != "ok" || len(sr.Metrics[0].Points) != 2 {
+			t.Errorf("%s: status %s, metrics %+v; want COMPLETED with ok's two points", name, sr.Status, sr.Metrics)
+		}
+		if fmt.Sprint(sr.Info) != "map[note:a\x00b]" {
+			t.Errorf("%s: info %q, want only note", name, sr.Info)
+		}
 	}
 }
