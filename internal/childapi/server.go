@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -143,7 +144,7 @@ func Listen(o Options) (*Server, error) {
 		}
 		o.Cwd = wd
 	}
-	dir, err := os.MkdirTemp(o.Dir, "sacred-")
+	dir, err := os.MkdirTemp(socketParent(o.Dir), "sacred-")
 	if err != nil {
 		return nil, fmt.Errorf("child API: create socket directory: %w", err)
 	}
@@ -156,6 +157,9 @@ func Listen(o Options) (*Server, error) {
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		os.RemoveAll(dir)
+		if len(path) > maxSocketPath {
+			return nil, fmt.Errorf("child API: the socket path %s is %d bytes, longer than Unix sockets allow (%d): set TMPDIR to a shorter directory", path, len(path), maxSocketPath)
+		}
 		return nil, fmt.Errorf("child API: listen on %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
@@ -469,4 +473,26 @@ func (s *Server) warnf(format string, args ...any) {
 	if s.warnings == maxWarnings {
 		fmt.Fprintf(s.o.Warn, "sacred: child API: too many warnings; further ones are counted and reported at the end\n")
 	}
+}
+
+// maxSocketPath is the longest socket path every Unix takes (sun_path is
+// 104 bytes on macOS and the BSDs, 108 on Linux, both with the NUL).
+const maxSocketPath = 103
+
+// socketParent is where the private socket directory goes: dir (or the
+// temp directory), unless the socket's path there would be too long for a
+// Unix socket, as with a deep TMPDIR; then /tmp, where there is one.
+func socketParent(dir string) string {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	// "sacred-" + MkdirTemp's random part (at most 20 digits) + "/api.sock"
+	const tail = len("/sacred-") + 20 + len("/api.sock")
+	if len(dir)+tail <= maxSocketPath || runtime.GOOS == "windows" {
+		return dir
+	}
+	if fi, err := os.Stat("/tmp"); err == nil && fi.IsDir() {
+		return "/tmp"
+	}
+	return dir
 }

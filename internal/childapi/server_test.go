@@ -626,3 +626,29 @@ func TestReadResultFile(t *testing.T) {
 		}
 	}
 }
+
+// A TMPDIR too deep for a Unix socket path must not stop the run: the
+// socket directory goes to /tmp instead.
+func TestListenWithDeepTempDir(t *testing.T) {
+	deep := t.TempDir()
+	for len(deep) < 2*maxSocketPath {
+		deep = filepath.Join(deep, "a-rather-long-directory-name")
+	}
+	if err := os.MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Listen(Options{Dir: deep, Cwd: deep})
+	if err != nil {
+		t.Fatalf("Listen under a %d-byte directory: %v", len(deep), err)
+	}
+	defer s.Cleanup()
+	defer s.Close()
+	if len(s.Path()) > maxSocketPath {
+		t.Fatalf("socket path %q is %d bytes", s.Path(), len(s.Path()))
+	}
+	c, err := net.Dial("unix", s.Path())
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.Path(), err)
+	}
+	c.Close()
+}
