@@ -6,8 +6,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -440,142 +437,11 @@ func (r *run) heartbeat(api *childapi.Server, capt *capture.Capture, final bool)
 	}
 }
 
-func (r *run) childEnv(socket string) []string {
-	env := append([]string(nil), r.cfg.Env...)
-	cfgJSON, _ := json.Marshal(r.cfg.Start.Config)
-	env = setEnv(env, "SACRED_RUN_ID", r.id)
-	env = setEnv(env, "SACRED_CONFIG", string(cfgJSON))
-	env = setEnv(env, "SACRED_SEED", strconv.FormatInt(r.cfg.Seed, 10))
-	env = setEnv(env, "SACRED_SOCKET", socket)
-	if !hasEnv(env, "PYTHONUNBUFFERED") {
-		env = append(env, "PYTHONUNBUFFERED=1")
-	}
-	// `sacred log` must work in the child even when sacred was started by
-	// its full path: its directory goes last on PATH.
-	if exe, err := os.Executable(); err == nil {
-		dir := filepath.Dir(exe)
-		path := os.Getenv("PATH")
-		for _, e := range env {
-			if strings.HasPrefix(e, "PATH=") {
-				path = e[len("PATH="):]
-			}
-		}
-		if !containsPath(path, dir) {
-			env = setEnv(env, "PATH", strings.TrimPrefix(path+string(os.PathListSeparator)+dir, string(os.PathListSeparator)))
-		}
-	}
-	return env
-}
-
-func setEnv(env []string, k, v string) []string {
-	prefix := k + "="
-	out := env[:0]
-	for _, e := range env {
-		if !strings.HasPrefix(e, prefix) {
-			out = append(out, e)
-		}
-	}
-	return append(out, prefix+v)
-}
-
-func containsPath(list, dir string) bool {
-	for _, p := range filepath.SplitList(list) {
-		if p == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func hasEnv(env []string, k string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, k+"=") {
-			return true
-		}
-	}
-	return false
-}
-
 func resolve(dir, p string) string {
 	if filepath.IsAbs(p) {
 		return p
 	}
 	return filepath.Join(dir, p)
-}
-
-// startError maps a failed start to the shell's exit status and one line.
-func startError(prog string, err error) (int, string) {
-	switch {
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return ExitNotFound, fmt.Sprintf("command not found: %s (check the name and your PATH)", prog)
-	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.ENOEXEC), errors.Is(err, syscall.EISDIR):
-		return ExitNotExec, fmt.Sprintf("command cannot be executed: %s (%v; is it executable?)", prog, rootCause(err))
-	default:
-		return ExitNotExec, fmt.Sprintf("command could not be started: %s: %v", prog, rootCause(err))
-	}
-}
-
-func rootCause(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
-}
-
-// exitStatus returns the shell's view of how the child ended, and the
-// signal's name when a signal ended it.
-func exitStatus(ps *os.ProcessState) (int, string) {
-	if ps == nil {
-		return 1, ""
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		sig := ws.Signal()
-		return 128 + int(sig), signalName(sig)
-	}
-	return ps.ExitCode(), ""
-}
-
-func isInterruptSignal(ps *os.ProcessState) bool {
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() {
-		return false
-	}
-	switch ws.Signal() {
-	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
-		return true
-	}
-	return false
-}
-
-// failTrace is the run's fail_trace: a line with the exit status or
-// signal, then the tail of stderr, each line ending in "\n" as Sacred's
-// trace lines do.
-func failTrace(code int, sig string, tail []byte) []string {
-	var first string
-	if sig != "" {
-		first = fmt.Sprintf("command killed by %s (exit status %d)\n", sig, code)
-	} else {
-		first = fmt.Sprintf("command exited with status %d\n", code)
-	}
-	trace := []string{first}
-	text := strings.ToValidUTF8(string(tail), "\uFFFD")
-	if text == "" {
-		return trace
-	}
-	lines := strings.SplitAfter(text, "\n")
-	for _, l := range lines {
-		if l == "" {
-			continue
-		}
-		if !strings.HasSuffix(l, "\n") {
-			l += "\n"
-		}
-		trace = append(trace, l)
-	}
-	return trace
 }
 
 func oneLine(err error) string {
