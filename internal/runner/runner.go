@@ -87,6 +87,8 @@ func (r *run) info(format string, args ...any) {
 }
 
 func (r *run) do() int {
+	// An id given with -i is the id every observer must create.
+	r.id = r.cfg.Start.ID
 	r.obs = append([]observer.Observer(nil), r.cfg.Observers...)
 	sort.SliceStable(r.obs, func(i, j int) bool { return r.obs[i].Priority() > r.obs[j].Priority() })
 	defer r.closeAll()

@@ -1,0 +1,39 @@
+package e2e
+
+// Regression tests of the runner's items of the hardening issue (8), each
+// named after its item, run through the real binary.
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// An id given with -i is the run's id in every store, and a taken id
+// fails before the command starts.
+func TestHardening16IDIsHonoured(t *testing.T) {
+	store, work := t.TempDir(), t.TempDir()
+	r := sacred(t, work, nil, "run", "-F", store, "-i", "42", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr %s", r.code, r.stderr)
+	}
+	if ids := runDirs(t, store); len(ids) != 1 || ids[0] != "42" {
+		t.Fatalf("run directories %v, want [42]", ids)
+	}
+	wantStatus(t, readJSON(t, filepath.Join(store, "42", "run.json")), "COMPLETED")
+
+	r = sacred(t, work, nil, "run", "-F", store, "-i", "42", "--", "touch", "ran")
+	if r.code != 1 {
+		t.Fatalf("a taken id: exit %d, want 1; stderr %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("stderr does not say the id is taken: %s", r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "ran")); err == nil {
+		t.Error("the command ran although its id was taken")
+	}
+	if ids := runDirs(t, store); len(ids) != 1 {
+		t.Errorf("run directories %v, want only 42", ids)
+	}
+}
