@@ -17,8 +17,10 @@ func (r *run) childEnv(socket string) []string {
 	env = setEnv(env, "SACRED_CONFIG", string(cfgJSON))
 	env = setEnv(env, "SACRED_SEED", strconv.FormatInt(r.cfg.Seed, 10))
 	env = setEnv(env, "SACRED_SOCKET", socket)
-	if !hasEnv(env, "PYTHONUNBUFFERED") {
-		env = append(env, "PYTHONUNBUFFERED=1")
+	// The child's own buffering is left alone unless asked for: Python
+	// writing to a pipe runs several times faster block-buffered.
+	if r.cfg.Unbuffered {
+		env = setEnv(env, "PYTHONUNBUFFERED", "1")
 	}
 	// `sacred log` must work in the child even when sacred was started by
 	// its full path: its directory goes last on PATH.
@@ -51,15 +53,6 @@ func setEnv(env []string, k, v string) []string {
 func containsPath(list, dir string) bool {
 	for _, p := range filepath.SplitList(list) {
 		if p == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func hasEnv(env []string, k string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, k+"=") {
 			return true
 		}
 	}

@@ -57,6 +57,12 @@ type Config struct {
 	ResultFile    string
 	MetricPattern string
 
+	// Unbuffered sets PYTHONUNBUFFERED=1 in the child's environment, so that
+	// a Python child writes its output line by line into a pipe (at a cost
+	// in speed). Off, the environment is left as it is (in pty mode Python
+	// line-buffers by itself).
+	Unbuffered bool
+
 	Stdout, Stderr *os.File
 	Env            []string  // environment of the child before SACRED_* are added
 	Messages       io.Writer // informational lines ("started run 3"); nil: none

@@ -37,3 +37,19 @@ func TestHardening16IDIsHonoured(t *testing.T) {
 		t.Errorf("run directories %v, want only 42", ids)
 	}
 }
+
+// The wrapper leaves the child's environment alone: no PYTHONUNBUFFERED
+// unless asked for (it makes a print-heavy Python child several times
+// slower).
+func TestHardening37NoPythonUnbufferedByDefault(t *testing.T) {
+	t.Setenv("PYTHONUNBUFFERED", "")
+	os.Unsetenv("PYTHONUNBUFFERED") // t.Setenv restores it afterwards
+	store := t.TempDir()
+	r := sacred(t, t.TempDir(), nil, "run", "-F", store, "-C", "pipe", "--", "sh", "-c", `echo "[${PYTHONUNBUFFERED-unset}]"`)
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr %s", r.code, r.stderr)
+	}
+	if r.stdout != "[unset]\n" {
+		t.Errorf("the child saw PYTHONUNBUFFERED: %q", r.stdout)
+	}
+}
