@@ -219,7 +219,12 @@ func (r *run) start() int {
 	}
 
 	cmd := exec.Command(cfg.Argv[0], cfg.Argv[1:]...)
-	cmd.Env = r.childEnv(api.Path())
+	cmd.Env, err = r.childEnv(tmp, api.Path())
+	if err != nil {
+		capt.Abort()
+		api.Close()
+		return r.abortStart(err, ExitSetupFailed)
+	}
 	cmd.Stdin = os.Stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if err := capt.Attach(cmd); err != nil {

@@ -53,3 +53,30 @@ func TestHardening37NoPythonUnbufferedByDefault(t *testing.T) {
 		t.Errorf("the child saw PYTHONUNBUFFERED: %q", r.stdout)
 	}
 }
+
+// A config too large for one environment string (Linux: 128 KiB) still
+// runs: the child finds it in the file SACRED_CONFIG_FILE names, and
+// SACRED_CONFIG is left out instead of failing the exec.
+func TestHardening14LargeConfigGoesToAFile(t *testing.T) {
+	work, store := t.TempDir(), t.TempDir()
+	big := strings.Repeat("x", 200<<10)
+	if err := os.WriteFile(filepath.Join(work, "big.json"), []byte(`{"blob": "`+big+`", "n": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `test -z "${SACRED_CONFIG+set}" || { echo "SACRED_CONFIG is set"; exit 5; }; cat "$SACRED_CONFIG_FILE" > seen.json`
+	r := sacred(t, work, nil, "run", "-F", store, "with", "big.json", "--", "sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("exit %d; stdout %s; stderr %s", r.code, r.stdout, r.stderr)
+	}
+	seen := readJSON(t, filepath.Join(work, "seen.json"))
+	if seen["blob"] != big || seen["n"] != float64(3) {
+		t.Errorf("the child read a different config from SACRED_CONFIG_FILE (%d keys)", len(seen))
+	}
+	wantStatus(t, readJSON(t, filepath.Join(store, "1", "run.json")), "COMPLETED")
+
+	// A small config is in both.
+	r = sacred(t, work, nil, "run", "-F", store, "with", "a=1", "--", "sh", "-c", `test "$SACRED_CONFIG" = "$(cat "$SACRED_CONFIG_FILE")" && echo same`)
+	if r.code != 0 || !strings.Contains(r.stdout, "same") {
+		t.Fatalf("exit %d, stdout %q: SACRED_CONFIG and SACRED_CONFIG_FILE differ; stderr %s", r.code, r.stdout, r.stderr)
+	}
+}
