@@ -410,8 +410,14 @@ func (r *run) failUnstarted(obs []observer.Observer, line string) {
 // end sends the final beat and event and waits for the observers. It
 // reports whether any observer had trouble.
 func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, code int, final any) bool {
-	fo.beat(api.DrainMetrics(), r.heartbeat(api, capt, true))
+	// The stop time is taken first and the final beat is not earlier, as
+	// the stores' readers (and Python Sacred on COMPLETED) expect.
 	now := time.Now().UTC()
+	hb := r.heartbeat(api, capt, true)
+	if hb.BeatTime.Before(now) {
+		hb.BeatTime = now
+	}
+	fo.beat(api.DrainMetrics(), hb)
 	var op string
 	var fn func(ctx context.Context, o observer.Observer) error
 	switch ev := final.(type) {

@@ -4,10 +4,12 @@ package e2e
 // named after its item, run through the real binary.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // An id given with -i is the run's id in every store, and a taken id
@@ -78,5 +80,25 @@ func TestHardening14LargeConfigGoesToAFile(t *testing.T) {
 	r = sacred(t, work, nil, "run", "-F", store, "with", "a=1", "--", "sh", "-c", `test "$SACRED_CONFIG" = "$(cat "$SACRED_CONFIG_FILE")" && echo same`)
 	if r.code != 0 || !strings.Contains(r.stdout, "same") {
 		t.Fatalf("exit %d, stdout %q: SACRED_CONFIG and SACRED_CONFIG_FILE differ; stderr %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// The final heartbeat is never earlier than stop_time, whatever the end.
+func TestHardening35FinalBeatNotBeforeStopTime(t *testing.T) {
+	store := t.TempDir()
+	for i, script := range []string{"echo ok", "echo bad >&2; exit 3"} {
+		r := sacred(t, t.TempDir(), nil, "run", "-F", store, "--", "sh", "-c", script)
+		if r.code != []int{0, 3}[i] {
+			t.Fatalf("%q: exit %d; stderr %s", script, r.code, r.stderr)
+		}
+		run := readJSON(t, filepath.Join(store, runDirs(t, store)[i], "run.json"))
+		beat, err1 := time.Parse("2006-01-02T15:04:05.999999", fmt.Sprint(run["heartbeat"]))
+		stop, err2 := time.Parse("2006-01-02T15:04:05.999999", fmt.Sprint(run["stop_time"]))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%q: heartbeat %v, stop_time %v: %v %v", script, run["heartbeat"], run["stop_time"], err1, err2)
+		}
+		if beat.Before(stop) {
+			t.Errorf("%q: heartbeat %v is earlier than stop_time %v", script, run["heartbeat"], run["stop_time"])
+		}
 	}
 }
