@@ -36,3 +36,7 @@ func killChild(p *os.Process) {
 func signalName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
+
+// catchSIGPIPE has nothing to do on Windows: a write to a closed pipe
+// fails with an error there.
+func catchSIGPIPE() {}

@@ -70,13 +70,22 @@ type Config struct {
 
 // Run performs the run and returns the exit status for the wrapper.
 func Run(cfg Config) int {
-	r := &run{cfg: cfg, warn: cfg.Stderr}
-	return r.do()
+	catchSIGPIPE()
+	msgs := newMessages()
+	r := &run{cfg: cfg, warn: msgs.to(cfg.Stderr), note: msgs.to(cfg.Messages)}
+	code := r.do()
+	msgs.close(messageWait)
+	return code
 }
+
+// messageWait bounds how long the end of a run waits for its last messages
+// to be written to a stderr that is not read.
+const messageWait = 2 * time.Second
 
 type run struct {
 	cfg  Config
-	warn io.Writer
+	warn io.Writer // the user's stderr, through the message queue
+	note io.Writer // Config.Messages, through the message queue; may be nil
 	obs  []observer.Observer
 	id   string
 }
@@ -87,8 +96,8 @@ func (r *run) say(format string, args ...any) {
 
 // info prints a line that -l warning silences.
 func (r *run) info(format string, args ...any) {
-	if r.cfg.Messages != nil {
-		fmt.Fprintf(r.cfg.Messages, "sacred: "+format+"\n", args...)
+	if r.note != nil {
+		fmt.Fprintf(r.note, "sacred: "+format+"\n", args...)
 	}
 }
 

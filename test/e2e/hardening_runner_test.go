@@ -4,10 +4,13 @@ package e2e
 // named after its item, run through the real binary.
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,5 +103,59 @@ func TestHardening35FinalBeatNotBeforeStopTime(t *testing.T) {
 		if beat.Before(stop) {
 			t.Errorf("%q: heartbeat %v is earlier than stop_time %v", script, run["heartbeat"], run["stop_time"])
 		}
+	}
+}
+
+// A reader of sacred's stderr that goes away (`... 2>&1 | grep -m1 ready`)
+// must not kill the wrapper with SIGPIPE when it next writes a message: the
+// run is recorded to its end and the child's exit status is returned.
+func TestHardening05ClosedStderrDoesNotKillTheWrapper(t *testing.T) {
+	store := t.TempDir()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child waits on stdin until the test closed the reading end of
+	// sacred's stdout and stderr, then makes sacred warn (a bad line on
+	// the child API) and write its output.
+	script := `echo ready; read go; echo '{bad' | sacred log stream; echo after; echo after >&2; exit 7`
+	cmd := exec.Command(bin, "run", "-F", store, "-C", "pipe", "--", "sh", "-c", script)
+	cmd.Env = append(cleanEnv(), pathWithSacred())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, outW
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	inR.Close()
+	rd := bufio.NewReader(outR)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("waiting for ready: %q %v", line, err)
+		}
+		if line == "ready\n" {
+			break
+		}
+	}
+	outR.Close()
+	if _, err := inW.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	inW.Close()
+	err = cmd.Wait()
+	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		t.Fatalf("sacred was killed by %v", ws.Signal())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 7 {
+		t.Fatalf("exit %d (%v), want the child's 7", code, err)
+	}
+	run := readJSON(t, filepath.Join(store, "1", "run.json"))
+	wantStatus(t, run, "FAILED")
+	if cout := readFile(t, filepath.Join(store, "1", "cout.txt")); strings.Count(cout, "after\n") != 2 {
+		t.Errorf("cout.txt lacks the output written after stderr closed: %q", cout)
 	}
 }
