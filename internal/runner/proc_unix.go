@@ -3,6 +3,7 @@
 package runner
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,4 +62,11 @@ func catchSIGPIPE() {
 	sigpipeOnce.Do(func() {
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	})
+}
+
+// processAlive tells whether a process with this pid exists (a process of
+// another user counts: signal 0 then fails with EPERM).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -184,11 +184,26 @@ func (r *run) start() int {
 		r.info("started run %s", r.id)
 	}
 
-	tmp, err := os.MkdirTemp("", "sacred-run-")
+	tmp, err := makeTempDir()
 	if err != nil {
-		return r.abortStart(fmt.Errorf("create private temp dir: %w", err), ExitSetupFailed)
+		return r.abortStart(err, ExitSetupFailed)
 	}
 	defer os.RemoveAll(tmp)
+	// Directories left by wrappers that were killed are removed while the
+	// run goes on, off the path to the child's start.
+	stale := make(chan struct{})
+	go func() {
+		defer close(stale)
+		removeStaleTempDirs(filepath.Dir(tmp), tmp)
+	}()
+	defer func() {
+		t := time.NewTimer(staleWait)
+		defer t.Stop()
+		select {
+		case <-stale:
+		case <-t.C:
+		}
+	}()
 
 	var api *childapi.Server
 	fo := newFanout(r.obs, r.warn, func(added map[string]any) { api.MergeInfo(added) })

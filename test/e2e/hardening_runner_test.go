@@ -159,3 +159,49 @@ func TestHardening05ClosedStderrDoesNotKillTheWrapper(t *testing.T) {
 		t.Errorf("cout.txt lacks the output written after stderr closed: %q", cout)
 	}
 }
+
+// A wrapper killed with SIGKILL leaves its private directory behind; the
+// next run removes it, and never the directory of a wrapper still running.
+func TestHardening27StaleTempDirsAreRemoved(t *testing.T) {
+	tmp, store := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "TMPDIR="+tmp)
+
+	// A live wrapper: this test process stands for it.
+	live := filepath.Join(tmp, "sacred-run-live")
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(live, "owner.pid"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := exec.Command(bin, "run", "-F", store, "-C", "pipe", "--", "sh", "-c", "echo $$; exec sleep 1000")
+	killed.Env = env
+	out, err := killed.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if _, err := fmt.Fscan(out, &child); err != nil {
+		t.Fatalf("reading the child's pid: %v", err)
+	}
+	killed.Process.Kill()
+	killed.Wait()
+	syscall.Kill(-child, syscall.SIGKILL) // the orphaned child's group
+	left, _ := filepath.Glob(filepath.Join(tmp, "sacred-run-*"))
+	if len(left) != 2 {
+		t.Fatalf("after SIGKILL want the killed wrapper's directory and the live one, got %v", left)
+	}
+
+	r := sacred(t, t.TempDir(), []string{"TMPDIR=" + tmp}, "run", "-F", store, "--", "true")
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr %s", r.code, r.stderr)
+	}
+	left, _ = filepath.Glob(filepath.Join(tmp, "sacred-run-*"))
+	if len(left) != 1 || left[0] != live {
+		t.Fatalf("after the next run: %v, want only the live wrapper's %s", left, live)
+	}
+}
