@@ -2,9 +2,10 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,28 +14,32 @@ import (
 )
 
 // driver feeds one observer from its own goroutine, so that a slow or dead
-// observer delays neither the child nor the other observers. Events wait in
-// a queue; beats that pile up behind a slow observer are merged into one
-// (their metrics appended, their output ranges joined), so the queue stays
-// short whatever the observer's speed.
+// observer delays neither the child nor the other observers. Metric points
+// wait in the observer's own backlog (bounded memory, see backlog); other
+// events wait in a queue, where beats that pile up behind a slow observer
+// are merged into one (the output range is joined, the latest info and
+// result win), so the queue stays short whatever the observer's speed.
 type driver struct {
-	obs    observer.Observer
-	report func(op string, err error) // reports an observer error to the user
-	onInfo func(added map[string]any) // keys an observer added to the info dict
+	obs     observer.Observer
+	ctx     context.Context // done when the run abandons its observers
+	report  func(op string, err error)
+	onInfo  func(changed map[string]any)
+	metrics *backlog
 
 	mu      sync.Mutex
 	queue   []*item
+	closed  bool   // the final event is queued or the driver was stopped
+	current string // the call in progress, "" between calls
 	wake    chan struct{}
-	closed  bool
-	done    chan struct{}
-	outFrom int64                   // end of the output range last delivered
-	retry   []observer.MetricSeries // points whose LogMetrics failed
-	failed  error                   // first error, for the summary
+	done    chan struct{} // closed when the loop has ended
 
-	// points counts the metric points queued for this observer, so the
-	// runner can hold metrics back while it lags (bounded memory).
-	points   atomic.Int64
-	progress chan<- struct{} // told whenever a beat was handled
+	// Owned by the loop's goroutine; read by others only after done.
+	outFrom  int64                   // end of the output range last delivered
+	retry    []observer.MetricSeries // points whose LogMetrics failed
+	failed   error                   // the first error
+	lost     []string                // what was not recorded, for the summary
+	finalErr error                   // the final event's error
+	finalOK  bool                    // the final event was recorded
 }
 
 type itemKind int
@@ -43,48 +48,34 @@ const (
 	kindBeat itemKind = iota
 	kindArtifact
 	kindResource
+	kindMark
 	kindFinal
 )
 
 type item struct {
 	kind     itemKind
-	metrics  []observer.MetricSeries
 	beat     observer.HeartbeatEvent
 	artifact *observer.ArtifactEvent
 	resource *observer.ResourceEvent
+	mark     *sync.WaitGroup // done when the driver reached the mark
 	final    func(ctx context.Context, o observer.Observer) error
 	finalOp  string
 	finalCtx context.Context
 }
 
-func newDriver(obs observer.Observer, report func(string, error), onInfo func(map[string]any), progress chan<- struct{}) *driver {
-	d := &driver{
-		obs:      obs,
-		report:   report,
-		onInfo:   onInfo,
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		progress: progress,
-	}
-	go d.loop()
-	return d
-}
-
-func (d *driver) push(it *item) {
-	d.points.Add(countPoints(it.metrics))
+func (d *driver) push(it *item) bool {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return
+		return false
 	}
 	if it.kind == kindBeat && len(d.queue) > 0 {
 		if last := d.queue[len(d.queue)-1]; last.kind == kindBeat {
-			// Not started yet: fold the new beat into it. The output
-			// range is set by the driver when the beat is delivered.
-			last.metrics = mergeSeries(last.metrics, it.metrics)
+			// Not started yet: the new beat replaces it. Its output
+			// range starts where the driver's last delivery ended.
 			last.beat = it.beat
 			d.mu.Unlock()
-			return
+			return true
 		}
 	}
 	d.queue = append(d.queue, it)
@@ -92,6 +83,11 @@ func (d *driver) push(it *item) {
 		d.closed = true
 	}
 	d.mu.Unlock()
+	d.poke()
+	return true
+}
+
+func (d *driver) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -100,15 +96,25 @@ func (d *driver) push(it *item) {
 
 func (d *driver) loop() {
 	defer close(d.done)
+	defer d.metrics.close()
 	for {
 		d.mu.Lock()
+		if d.ctx.Err() != nil {
+			// Abandoned: what is still queued is not recorded.
+			d.dropQueue()
+			d.mu.Unlock()
+			return
+		}
 		if len(d.queue) == 0 {
 			closed := d.closed
 			d.mu.Unlock()
 			if closed {
 				return
 			}
-			<-d.wake
+			select {
+			case <-d.wake:
+			case <-d.ctx.Done():
+			}
 			continue
 		}
 		it := d.queue[0]
@@ -121,58 +127,118 @@ func (d *driver) loop() {
 	}
 }
 
+// dropQueue notes what an abandoned driver leaves unrecorded; d.mu held.
+func (d *driver) dropQueue() {
+	if n := d.metrics.points() + countPoints(d.retry); n > 0 {
+		d.lost = append(d.lost, fmt.Sprintf("%d metric points", n))
+	}
+	for _, it := range d.queue {
+		switch it.kind {
+		case kindBeat:
+			d.lost = append(d.lost, "the last heartbeat (info, result, output)")
+		case kindArtifact:
+			d.lost = append(d.lost, "artifact "+it.artifact.Name)
+		case kindResource:
+			d.lost = append(d.lost, "resource "+it.resource.Path)
+		case kindMark:
+			it.mark.Done()
+		}
+	}
+	d.queue = nil
+}
+
+func (d *driver) call(op string, f func() error) error {
+	d.mu.Lock()
+	d.current = op
+	d.mu.Unlock()
+	err := f()
+	d.mu.Lock()
+	d.current = ""
+	d.mu.Unlock()
+	return err
+}
+
 func (d *driver) handle(it *item) {
-	ctx := context.Background()
 	switch it.kind {
 	case kindBeat:
-		d.beat(ctx, it)
-		select {
-		case d.progress <- struct{}{}:
-		default:
-		}
+		d.beat(it.beat)
 	case kindArtifact:
-		d.check("artifact "+it.artifact.Name, d.obs.Artifact(ctx, it.artifact))
+		err := d.call("an artifact", func() error { return d.obs.Artifact(d.ctx, it.artifact) })
+		d.check("artifact "+it.artifact.Name, err)
 	case kindResource:
-		d.check("resource "+it.resource.Path, d.obs.Resource(ctx, it.resource))
+		err := d.call("a resource", func() error { return d.obs.Resource(d.ctx, it.resource) })
+		d.check("resource "+it.resource.Path, err)
+	case kindMark:
+		it.mark.Done()
 	case kindFinal:
-		d.check(it.finalOp, it.final(it.finalCtx, d.obs))
+		err := d.call("the final status ("+it.finalOp+")", func() error { return it.final(it.finalCtx, d.obs) })
+		d.finalErr, d.finalOK = err, err == nil
+		// Not reported here: the end of the run sums up every observer.
 	}
 }
 
-func (d *driver) beat(ctx context.Context, it *item) {
-	metrics := mergeSeries(d.retry, it.metrics)
-	d.retry = nil
-	info := it.beat.Info
-	before := make(map[string]bool, len(info))
-	for k := range info {
-		before[k] = true
-	}
-	ev := &observer.MetricsEvent{Metrics: metrics, Info: info}
-	if err := d.obs.LogMetrics(ctx, ev); err != nil {
-		d.retry = metrics
-		d.check("log_metrics", err)
-	} else {
-		d.points.Add(-countPoints(metrics))
-	}
-	if d.onInfo != nil {
-		added := map[string]any{}
-		for k, v := range ev.Info {
-			if !before[k] {
-				added[k] = v
-			}
-		}
-		if len(added) > 0 {
-			d.onInfo(added)
-		}
-	}
-	hb := it.beat
-	hb.Info = ev.Info
-	hb.From = d.outFrom
-	if err := d.obs.Heartbeat(ctx, &hb); err != nil {
-		d.check("heartbeat", err)
+// beat hands the observer the metric points waiting for it, then the
+// heartbeat. Points that arrive meanwhile wait for the next beat.
+func (d *driver) beat(hb observer.HeartbeatEvent) {
+	shared := hb.Info
+	info := observer.CloneMap(shared)
+	d.logMetrics(info)
+	d.noteInfo(shared, info)
+	hb.Info = info
+	hb.From = min(d.outFrom, hb.To)
+	err := d.call("the heartbeat", func() error { return d.obs.Heartbeat(d.ctx, &hb) })
+	if err != nil {
+		d.check("the heartbeat (info, result, output)", err)
 		return
 	}
 	d.outFrom = hb.To
+}
+
+func (d *driver) logMetrics(info map[string]any) {
+	if len(d.retry) > 0 {
+		ms := d.retry
+		err := d.call("metric points", func() error { return d.obs.LogMetrics(d.ctx, &observer.MetricsEvent{Metrics: ms, Info: info}) })
+		if err != nil {
+			d.check("metric points", err)
+			return
+		}
+		d.retry = nil
+	}
+	left := d.metrics.points()
+	for first := true; first || left > 0; first = false {
+		ms, err := d.metrics.take(deliverPoints)
+		if err != nil {
+			d.check("metric points", err)
+		}
+		left -= countPoints(ms)
+		if len(ms) == 0 && !first {
+			return
+		}
+		err = d.call("metric points", func() error { return d.obs.LogMetrics(d.ctx, &observer.MetricsEvent{Metrics: ms, Info: info}) })
+		if err != nil {
+			d.retry = ms
+			d.check("metric points", err)
+			return
+		}
+	}
+}
+
+// noteInfo passes on the keys the observer added to its copy of the info
+// dict or changed in it (Mongo's info.metrics), so that they reach the
+// other observers.
+func (d *driver) noteInfo(before, after map[string]any) {
+	if d.onInfo == nil {
+		return
+	}
+	changed := map[string]any{}
+	for k, v := range after {
+		if old, ok := before[k]; !ok || !reflect.DeepEqual(old, v) {
+			changed[k] = v
+		}
+	}
+	if len(changed) > 0 {
+		d.onInfo(changed)
+	}
 }
 
 func (d *driver) check(op string, err error) {
@@ -185,14 +251,40 @@ func (d *driver) check(op string, err error) {
 	d.report(op, err)
 }
 
-// wait blocks until the final event was handled or ctx is done.
-func (d *driver) wait(ctx context.Context) error {
-	select {
-	case <-d.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// pending says what the observer has not recorded yet, for the messages
+// of a long flush.
+func (d *driver) pending() string {
+	d.mu.Lock()
+	var parts []string
+	if d.current != "" {
+		parts = append(parts, "recording "+d.current)
 	}
+	var beats, files int
+	final := ""
+	for _, it := range d.queue {
+		switch it.kind {
+		case kindBeat:
+			beats++
+		case kindArtifact, kindResource:
+			files++
+		case kindFinal:
+			final = it.finalOp
+		}
+	}
+	d.mu.Unlock()
+	if n := d.metrics.points(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d metric points", n))
+	}
+	if beats > 0 {
+		parts = append(parts, "a heartbeat")
+	}
+	if files > 0 {
+		parts = append(parts, fmt.Sprintf("%d artifacts or resources", files))
+	}
+	if final != "" {
+		parts = append(parts, "the final status")
+	}
+	return strings.Join(parts, ", ")
 }
 
 func countPoints(ms []observer.MetricSeries) int64 {
@@ -204,7 +296,7 @@ func countPoints(ms []observer.MetricSeries) int64 {
 }
 
 // mergeSeries appends the points of b to those of a, by name, keeping the
-// order in which names first appeared. a is not modified.
+// order in which names first appeared. a and b are not modified.
 func mergeSeries(a, b []observer.MetricSeries) []observer.MetricSeries {
 	if len(a) == 0 {
 		return b
@@ -233,29 +325,49 @@ func mergeSeries(a, b []observer.MetricSeries) []observer.MetricSeries {
 type fanout struct {
 	drivers []*driver
 	warn    io.Writer
-	// progress receives when some observer handled a beat.
-	progress chan struct{}
+	ctx     context.Context
+	abandon context.CancelFunc // stops every call and every driver
+	// infoChanges counts the times an observer changed the info dict.
+	infoChanges atomic.Int64
 
 	mu       sync.Mutex
 	reported map[observer.Observer]bool
+	spillErr map[observer.Observer]bool
 }
 
-func newFanout(obs []observer.Observer, warn io.Writer, onInfo func(map[string]any)) *fanout {
-	f := &fanout{warn: warn, reported: map[observer.Observer]bool{}, progress: make(chan struct{}, 1)}
+// newFanout starts one driver per observer. spillDir receives the files
+// of observers whose metric backlog outgrows memory ("" keeps it all in
+// memory). onInfo receives the keys an observer added to or changed in the
+// info dict.
+func newFanout(obs []observer.Observer, spillDir string, warn io.Writer, onInfo func(map[string]any)) *fanout {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fanout{
+		warn:     warn,
+		ctx:      ctx,
+		abandon:  cancel,
+		reported: map[observer.Observer]bool{},
+		spillErr: map[observer.Observer]bool{},
+	}
+	noteInfo := func(changed map[string]any) {
+		f.infoChanges.Add(1)
+		if onInfo != nil {
+			onInfo(changed)
+		}
+	}
 	for _, o := range obs {
-		o := o
-		f.drivers = append(f.drivers, newDriver(o, func(op string, err error) { f.reportOnce(o, op, err) }, onInfo, f.progress))
+		d := &driver{
+			obs:     o,
+			ctx:     ctx,
+			report:  func(op string, err error) { f.reportOnce(o, op, err) },
+			onInfo:  noteInfo,
+			metrics: newBacklog(spillDir),
+			wake:    make(chan struct{}, 1),
+			done:    make(chan struct{}),
+		}
+		f.drivers = append(f.drivers, d)
+		go d.loop()
 	}
 	return f
-}
-
-// backlog is the largest number of metric points waiting for one observer.
-func (f *fanout) backlog() int64 {
-	var most int64
-	for _, d := range f.drivers {
-		most = max(most, d.points.Load())
-	}
-	return most
 }
 
 // reportOnce prints the first error of each observer; later ones are
@@ -267,14 +379,34 @@ func (f *fanout) reportOnce(o observer.Observer, op string, err error) {
 		return
 	}
 	f.reported[o] = true
-	fmt.Fprintf(f.warn, "sacred: observer %s: %s failed: %v (the run goes on; later errors of this observer are not shown)\n", o.Name(), op, err)
+	fmt.Fprintf(f.warn, "sacred: observer %s: could not record %s: %v (the run goes on; later errors of this observer are not shown)\n", o.Name(), op, oneLine(err))
 }
 
+// beat hands new metric points to every observer's backlog and queues a
+// heartbeat for each. It never blocks.
 func (f *fanout) beat(metrics []observer.MetricSeries, hb observer.HeartbeatEvent) {
+	f.addMetrics(metrics)
 	for _, d := range f.drivers {
-		b := hb
-		b.Info = observer.CloneMap(hb.Info)
-		d.push(&item{kind: kindBeat, metrics: metrics, beat: b})
+		d.push(&item{kind: kindBeat, beat: hb})
+	}
+}
+
+// addMetrics hands new metric points to every observer's backlog, to be
+// delivered with its next beat.
+func (f *fanout) addMetrics(metrics []observer.MetricSeries) {
+	if len(metrics) == 0 {
+		return
+	}
+	for _, d := range f.drivers {
+		if err := d.metrics.push(metrics); err != nil {
+			f.mu.Lock()
+			first := !f.spillErr[d.obs]
+			f.spillErr[d.obs] = true
+			f.mu.Unlock()
+			if first {
+				fmt.Fprintf(f.warn, "sacred: observer %s lags behind and its metric points cannot go to disk (%v): they are held in memory\n", d.obs.Name(), oneLine(err))
+			}
+		}
 	}
 }
 
@@ -292,35 +424,86 @@ func (f *fanout) resource(ev observer.ResourceEvent) {
 	}
 }
 
-// finish queues the final event for every observer and waits for all of
-// them until the deadline. It returns the observers that did not finish.
-func (f *fanout) finish(deadline time.Time, op string, fn func(ctx context.Context, o observer.Observer) error) []observer.Observer {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
+// mark returns a channel closed once every observer has handled what was
+// queued for it so far (or was abandoned).
+func (f *fanout) mark() <-chan struct{} {
+	var wg sync.WaitGroup
+	for _, d := range f.drivers {
+		wg.Add(1)
+		if !d.push(&item{kind: kindMark, mark: &wg}) {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
+// final queues the final event for every observer, with a context that
+// ends at deadline, and returns a channel closed when every driver ended.
+func (f *fanout) final(deadline time.Time, op string, fn func(ctx context.Context, o observer.Observer) error) <-chan struct{} {
+	ctx, cancel := context.WithDeadline(f.ctx, deadline)
 	for _, d := range f.drivers {
 		d.push(&item{kind: kindFinal, final: fn, finalOp: op, finalCtx: ctx})
 	}
-	var late []observer.Observer
-	for _, d := range f.drivers {
-		if err := d.wait(ctx); err != nil {
-			late = append(late, d.obs)
+	done := make(chan struct{})
+	go func() {
+		for _, d := range f.drivers {
+			<-d.done
 		}
-	}
-	return late
+		cancel()
+		close(done)
+	}()
+	return done
 }
 
-// failures lists the first error of each observer that had one.
-func (f *fanout) failures() error {
-	var errs []error
+// stop abandons every observer and waits at most grace for the drivers to
+// return from the calls they are in (a well-behaved observer returns at
+// once when its context is cancelled). It returns the observers still in a
+// call: they must not be closed.
+func (f *fanout) stop(grace time.Duration) (busy []observer.Observer) {
+	f.abandon()
+	for _, d := range f.drivers {
+		d.mu.Lock()
+		d.closed = true
+		d.mu.Unlock()
+		d.poke()
+	}
+	expired := time.After(grace)
+	timedOut := false
+	for _, d := range f.drivers {
+		if !timedOut {
+			select {
+			case <-d.done:
+				continue
+			case <-expired:
+				timedOut = true
+			}
+		}
+		select {
+		case <-d.done:
+		default:
+			busy = append(busy, d.obs)
+		}
+	}
+	return busy
+}
+
+// pending lists, per observer that has not finished, what it has not
+// recorded yet.
+func (f *fanout) pending() []string {
+	var out []string
 	for _, d := range f.drivers {
 		select {
 		case <-d.done:
-			if d.failed != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", d.obs.Name(), d.failed))
-			}
+			continue
 		default:
-			errs = append(errs, fmt.Errorf("%s: did not finish in time", d.obs.Name()))
 		}
+		p := d.pending()
+		if p == "" {
+			p = "finishing"
+		}
+		out = append(out, fmt.Sprintf("%s: %s", d.obs.Name(), p))
 	}
-	return errors.Join(errs...)
+	return out
 }
