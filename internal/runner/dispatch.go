@@ -21,7 +21,9 @@ import (
 // result win), so the queue stays short whatever the observer's speed.
 type driver struct {
 	obs     observer.Observer
-	ctx     context.Context // done when the run abandons its observers
+	ctx     context.Context // done when the run abandons this observer
+	cancel  context.CancelFunc
+	changes *atomic.Int64 // counts the info changes of all observers
 	report  func(op string, err error)
 	onInfo  func(changed map[string]any)
 	metrics *backlog
@@ -30,6 +32,7 @@ type driver struct {
 	queue   []*item
 	closed  bool   // the final event is queued or the driver was stopped
 	current string // the call in progress, "" between calls
+	waiting bool   // waiting for the others before the final event
 	wake    chan struct{}
 	done    chan struct{} // closed when the loop has ended
 
@@ -48,7 +51,7 @@ const (
 	kindBeat itemKind = iota
 	kindArtifact
 	kindResource
-	kindMark
+	kindSync
 	kindFinal
 )
 
@@ -57,10 +60,10 @@ type item struct {
 	beat     observer.HeartbeatEvent
 	artifact *observer.ArtifactEvent
 	resource *observer.ResourceEvent
-	mark     *sync.WaitGroup // done when the driver reached the mark
+	sync     *finalSync
 	final    func(ctx context.Context, o observer.Observer) error
 	finalOp  string
-	finalCtx context.Context
+	deadline time.Time // of the final call
 }
 
 func (d *driver) push(it *item) bool {
@@ -140,11 +143,17 @@ func (d *driver) dropQueue() {
 			d.lost = append(d.lost, "artifact "+it.artifact.Name)
 		case kindResource:
 			d.lost = append(d.lost, "resource "+it.resource.Path)
-		case kindMark:
-			it.mark.Done()
+		case kindSync:
+			it.sync.beaten.Done()
 		}
 	}
 	d.queue = nil
+}
+
+func (d *driver) setWaiting(w bool) {
+	d.mu.Lock()
+	d.waiting = w
+	d.mu.Unlock()
 }
 
 func (d *driver) call(op string, f func() error) error {
@@ -168,10 +177,12 @@ func (d *driver) handle(it *item) {
 	case kindResource:
 		err := d.call("a resource", func() error { return d.obs.Resource(d.ctx, it.resource) })
 		d.check("resource "+it.resource.Path, err)
-	case kindMark:
-		it.mark.Done()
+	case kindSync:
+		d.sync(it.sync)
 	case kindFinal:
-		err := d.call("the final status ("+it.finalOp+")", func() error { return it.final(it.finalCtx, d.obs) })
+		ctx, cancel := context.WithDeadline(d.ctx, it.deadline)
+		err := d.call("the final status ("+it.finalOp+")", func() error { return it.final(ctx, d.obs) })
+		cancel()
 		d.finalErr, d.finalOK = err, err == nil
 		// Not reported here: the end of the run sums up every observer.
 	}
@@ -258,6 +269,9 @@ func (d *driver) pending() string {
 	var parts []string
 	if d.current != "" {
 		parts = append(parts, "recording "+d.current)
+	}
+	if d.waiting {
+		parts = append(parts, "waiting for the other observers")
 	}
 	var beats, files int
 	final := ""
@@ -355,9 +369,12 @@ func newFanout(obs []observer.Observer, spillDir string, warn io.Writer, onInfo 
 		}
 	}
 	for _, o := range obs {
+		dctx, dcancel := context.WithCancel(ctx)
 		d := &driver{
 			obs:     o,
-			ctx:     ctx,
+			ctx:     dctx,
+			cancel:  dcancel,
+			changes: &f.infoChanges,
 			report:  func(op string, err error) { f.reportOnce(o, op, err) },
 			onInfo:  noteInfo,
 			metrics: newBacklog(spillDir),
@@ -424,37 +441,91 @@ func (f *fanout) resource(ev observer.ResourceEvent) {
 	}
 }
 
-// mark returns a channel closed once every observer has handled what was
-// queued for it so far (or was abandoned).
-func (f *fanout) mark() <-chan struct{} {
-	var wg sync.WaitGroup
-	for _, d := range f.drivers {
-		wg.Add(1)
-		if !d.push(&item{kind: kindMark, mark: &wg}) {
-			wg.Done()
-		}
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	return done
+// finalSync lines the observers up between the final beat and the final
+// event: an observer may add keys to the info dict at its final beat (as
+// Mongo adds info.metrics), and those keys belong in every observer's
+// final record. Each driver waits at the line until all have passed their
+// final beat (or release is closed: a deadline, an abandoned flush), then
+// beats once more with the merged info if any observer changed it since
+// the final beat, then sends its final event.
+type finalSync struct {
+	beaten  sync.WaitGroup // one per driver, done once past its final beat
+	all     chan struct{}  // closed when every driver is past its final beat
+	release chan struct{}  // closed to stop waiting for the others
+	once    sync.Once
+	changes int64                         // infoChanges when the final beat was queued
+	infoHB  func() observer.HeartbeatEvent // the extra beat, built once for all
+	hb      observer.HeartbeatEvent
 }
 
-// final queues the final event for every observer, with a context that
-// ends at deadline, and returns a channel closed when every driver ended.
-func (f *fanout) final(deadline time.Time, op string, fn func(ctx context.Context, o observer.Observer) error) <-chan struct{} {
-	ctx, cancel := context.WithDeadline(f.ctx, deadline)
-	for _, d := range f.drivers {
-		d.push(&item{kind: kindFinal, final: fn, finalOp: op, finalCtx: ctx})
+// sync waits at the line, then beats with the merged info when an
+// observer changed it after the final beat was built.
+func (d *driver) sync(s *finalSync) {
+	s.beaten.Done()
+	d.setWaiting(true)
+	select {
+	case <-s.all:
+	case <-s.release:
+	case <-d.ctx.Done():
 	}
+	d.setWaiting(false)
+	if d.ctx.Err() != nil {
+		return
+	}
+	if d.changes.Load() == s.changes {
+		return
+	}
+	s.once.Do(func() { s.hb = s.infoHB() })
+	d.beat(s.hb)
+}
+
+// finish queues, for every observer, the line-up after the final beat and
+// the final event, whose context ends at deadline. Drivers stop waiting at
+// the line at syncBy. infoBeat builds the extra beat when an observer
+// changed the info dict. It returns a channel closed when every driver
+// ended, and a function that releases the line early.
+func (f *fanout) finish(deadline, syncBy time.Time, changes int64, infoBeat func() observer.HeartbeatEvent, op string, fn func(ctx context.Context, o observer.Observer) error) (<-chan struct{}, func()) {
+	s := &finalSync{all: make(chan struct{}), release: make(chan struct{}), changes: changes, infoHB: infoBeat}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(s.release) }) }
+	s.beaten.Add(len(f.drivers))
+	for _, d := range f.drivers {
+		if !d.push(&item{kind: kindSync, sync: s}) {
+			s.beaten.Done()
+		}
+		d.push(&item{kind: kindFinal, final: fn, finalOp: op, deadline: deadline})
+	}
+	go func() { s.beaten.Wait(); close(s.all) }()
+	t := time.AfterFunc(time.Until(syncBy), release)
 	done := make(chan struct{})
 	go func() {
 		for _, d := range f.drivers {
 			<-d.done
 		}
-		cancel()
+		t.Stop()
 		close(done)
 	}()
-	return done
+	return done, release
+}
+
+// cutBehind abandons the observers that are inside a call or still have
+// more than their final event to send, and lets the others (waiting idle
+// for the final event) go on with it: an interrupted flush gives up only
+// on what is still pending.
+func (f *fanout) cutBehind() {
+	for _, d := range f.drivers {
+		d.mu.Lock()
+		behind := d.current != ""
+		for _, it := range d.queue {
+			if it.kind != kindSync && it.kind != kindFinal {
+				behind = true
+			}
+		}
+		d.mu.Unlock()
+		if behind {
+			d.cancel()
+		}
+	}
 }
 
 // stop abandons every observer and waits at most grace for the drivers to
@@ -464,6 +535,7 @@ func (f *fanout) final(deadline time.Time, op string, fn func(ctx context.Contex
 func (f *fanout) stop(grace time.Duration) (busy []observer.Observer) {
 	f.abandon()
 	for _, d := range f.drivers {
+		d.cancel()
 		d.mu.Lock()
 		d.closed = true
 		d.mu.Unlock()

@@ -100,7 +100,7 @@ func (r *recorder) Completed(context.Context, *observer.CompletedEvent) error {
 // finish queues Completed for every observer and waits for all of them
 // until the deadline; it returns the observers that did not finish.
 func finish(fo *fanout, deadline time.Time) []observer.Observer {
-	done := fo.final(deadline, observer.StatusCompleted, func(ctx context.Context, o observer.Observer) error {
+	done, _ := fo.finish(deadline, deadline, fo.infoChanges.Load(), nil, observer.StatusCompleted, func(ctx context.Context, o observer.Observer) error {
 		return o.Completed(ctx, &observer.CompletedEvent{})
 	})
 	waitAtMost(time.Until(deadline), done)

@@ -37,17 +37,19 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 	op, fn := finalCall(final, stop)
 	began := time.Now()
 	deadline := began.Add(r.cfg.FlushTimeout)
-	// The final beat gets at most half of the flush time: an observer
-	// stuck in it must not leave the others no time for their status.
-	w := &flushWait{r: r, fo: fo, began: began, deadline: began.Add(r.cfg.FlushTimeout / 2), end: deadline, sigs: sigs, interrupted: interrupted}
-	w.wait(fo.mark())
-	if !w.abandoned && fo.infoChanges.Load() != changes {
-		fo.beat(api.DrainMetrics(), r.heartbeat(api, capt, true))
-	}
-	outcome := flushAbandoned
-	if !w.abandoned {
-		w.deadline = deadline
-		outcome = w.wait(fo.final(deadline, op, fn))
+	// Waiting for the others after the final beat takes at most half of
+	// the flush time: an observer stuck in its beat must not leave the
+	// others no time for their final event.
+	done, release := fo.finish(deadline, began.Add(r.cfg.FlushTimeout/2), changes,
+		func() observer.HeartbeatEvent { return r.heartbeat(api, capt, true) }, op, fn)
+	w := &flushWait{r: r, fo: fo, began: began, deadline: deadline, sigs: sigs, interrupted: interrupted}
+	outcome := w.wait(done)
+	if outcome == flushAbandoned {
+		// The observers that are only waiting for their final event
+		// still send it; the others are given up at once.
+		fo.cutBehind()
+		release()
+		waitAtMost(callGrace, done)
 	}
 	busy := fo.stop(callGrace)
 	r.mu.Lock()
@@ -86,13 +88,13 @@ const (
 // flushWait is the wait for the observers at the end of the run. It says
 // what it waits for after flushNotice; an interrupt is answered at once
 // with what is pending, and a second interrupt (or the first, when the run
-// was interrupted already) abandons the flush.
+// was interrupted already) abandons the flush. The child's exit status is
+// returned whatever happens here.
 type flushWait struct {
 	r           *run
 	fo          *fanout
 	began       time.Time
-	deadline    time.Time // of the current wait
-	end         time.Time // of the whole flush, for the messages
+	deadline    time.Time
 	sigs        <-chan os.Signal
 	interrupted bool
 	noticed     bool
@@ -120,7 +122,7 @@ func (w *flushWait) wait(done <-chan struct{}) flushOutcome {
 		case <-notice:
 			w.noticed = true
 			w.r.say("waiting up to %s for the observers to record the end of run %s; pending: %s (interrupt to stop waiting)",
-				time.Until(w.end).Round(time.Second), w.r.id, w.pending())
+				time.Until(w.deadline).Round(time.Second), w.r.id, w.pending())
 		case s := <-w.sigs:
 			if w.interrupted {
 				w.abandoned = true
@@ -129,7 +131,7 @@ func (w *flushWait) wait(done <-chan struct{}) flushOutcome {
 			}
 			w.interrupted = true
 			w.r.say("%s: still waiting up to %s for the observers to record the end of run %s; pending: %s; interrupt again to stop waiting (what is pending is then not recorded)",
-				signalLabel(s), time.Until(w.end).Round(time.Second), w.r.id, w.pending())
+				signalLabel(s), time.Until(w.deadline).Round(time.Second), w.r.id, w.pending())
 		}
 	}
 }
