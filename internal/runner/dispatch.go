@@ -453,7 +453,7 @@ type finalSync struct {
 	all     chan struct{}  // closed when every driver is past its final beat
 	release chan struct{}  // closed to stop waiting for the others
 	once    sync.Once
-	changes int64                         // infoChanges when the final beat was queued
+	changes int64                          // infoChanges when the final beat was queued
 	infoHB  func() observer.HeartbeatEvent // the extra beat, built once for all
 	hb      observer.HeartbeatEvent
 }
