@@ -2,7 +2,9 @@
 // writes reaches the wrapper's own stdout/stderr at once and unchanged, and is
 // appended to a spool file that observers read through observer.Output. The
 // output is never held in memory: only fixed buffers and a bounded tail of
-// stderr (for the fail trace) are kept.
+// stderr (for the fail trace) are kept. The spool may be an observer's own
+// file (Options.SpoolFile); when writing it fails, the spool goes on in a
+// private file, so Output stays whole (see OwnerLost).
 //
 // Three modes exist. In pipe mode the child gets two pipes; in pty mode it
 // gets a pseudo-terminal as stdout and stderr (one merged stream) so that
@@ -96,8 +98,11 @@ type Options struct {
 	// SpoolDir is where the private spool file goes ("" = os.TempDir()).
 	SpoolDir string
 	// SpoolFile, when set, is an empty file opened for reading and
-	// writing (not O_APPEND) that is used as the spool instead of a private one (an
-	// observer's own output file). Close closes it; it is not removed.
+	// writing (not O_APPEND) that is used as the spool instead of a
+	// private one (an observer's own output file). Close closes it; it is
+	// not removed. When a write to it fails (a full disk), the output goes
+	// on in a private spool in SpoolDir, so Output stays whole; OwnerLost
+	// says from which byte the file lacks the output.
 	SpoolFile *os.File
 	// TailBytes is how many trailing bytes of stderr to keep (default
 	// DefaultTailBytes).
@@ -173,7 +178,7 @@ func New(o Options) (*Capture, error) {
 			o.SpoolFile.Close()
 			return nil, fmt.Errorf("capture: output file %s is not an empty file (%v)", o.SpoolFile.Name(), err)
 		}
-		c.spool = &spool{f: o.SpoolFile}
+		c.spool = newOwnedSpool(o.SpoolFile, o.SpoolDir)
 		return c, nil
 	}
 	sp, err := newSpool(o.SpoolDir)
@@ -369,9 +374,21 @@ func (c *Capture) Output() observer.Output { return c.spool }
 // the merged stream).
 func (c *Capture) StderrTail() []byte { return c.tail.bytes() }
 
-// Err returns the first spool error (for example a full disk), or nil. After
-// such an error the output was still passed through, but capture stopped.
+// Err returns the error that ended the record (Output) early, for example
+// a full disk under the private spool, or nil. After it the output was still
+// passed through, but capture stopped: Output().Size() is the byte where the
+// record stops. A failing Options.SpoolFile alone is not such an error: see
+// OwnerLost.
 func (c *Capture) Err() error { return c.spool.failure() }
+
+// OwnerLost reports whether Options.SpoolFile, the observer's own output
+// file, stopped taking the output: it then holds exactly bytes [0, from)
+// of it, and err (wrapping the system error, such as ENOSPC) says why.
+// The rest went to a private spool, so Output is still whole (unless Err
+// says otherwise) and the other observers lose nothing; the observer
+// that owns the file should say what it lost. It is (0, nil) while the
+// file holds the whole output, and when there is no such file.
+func (c *Capture) OwnerLost() (from int64, err error) { return c.spool.ownerLost() }
 
 // PassErr returns the first error writing to the wrapper's own streams (for
 // example EPIPE when the reader of `sacred run ... | head -1` went away), or

@@ -205,11 +205,15 @@ func spliceCopy(s *stream) bool {
 }
 
 // spoolFromPipe moves everything arriving on the private pipe midR to the
-// end of the spool until EOF. After a spool error it keeps reading and
-// dropping, so the pass-through side never blocks on a full private pipe.
+// end of the spool until EOF. When the observer's file fails, the spool's
+// target becomes its private file and splicing goes on there: splice(2)
+// consumes only what it wrote, so no byte is lost at the switch. After the
+// record failed it keeps reading and dropping, so the pass-through side
+// never blocks on a full private pipe.
 func spoolFromPipe(c *Capture, midR, chunk int) {
 	sp := c.spool
-	spoolFD := int(sp.f.Fd())
+	var cur *os.File // the spool's target whose descriptor is fd
+	fd := -1
 	splice := true
 	var buf []byte
 	for {
@@ -220,19 +224,24 @@ func spoolFromPipe(c *Capture, midR, chunk int) {
 		if splice && sp.usable() {
 			sp.mu.Lock()
 			off := sp.size.Load()
-			k, err := unix.Splice(midR, nil, spoolFD, &off, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			w, base := sp.target()
+			if w != cur {
+				cur, fd = w, int(w.Fd())
+			}
+			woff := off - base
+			k, err := unix.Splice(midR, nil, fd, &woff, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			switch {
 			case err == nil && k == 0:
 				sp.mu.Unlock()
 				return
 			case err == nil:
-				sp.size.Store(off)
+				sp.size.Store(off + k)
 			case err == unix.EINTR || err == unix.EAGAIN:
-			case err == unix.EINVAL && off == 0:
-				// The spool is not a regular file: copy through a buffer.
+			case err == unix.EINVAL && woff == 0:
+				// The target is not a regular file: copy through a buffer.
 				splice = false
 			default:
-				sp.fail(fmt.Errorf("capture: write output spool at byte %d: %w (output is still passed through, capture stopped)", off, err))
+				sp.writeFailed(off, &os.PathError{Op: "write", Path: w.Name(), Err: err})
 			}
 			sp.mu.Unlock()
 			continue
@@ -250,6 +259,6 @@ func spoolFromPipe(c *Capture, midR, chunk int) {
 			}
 			return
 		}
-		sp.write(buf[:k]) // a no-op once the spool failed
+		sp.write(buf[:k]) // a no-op once the record failed
 	}
 }

@@ -22,6 +22,29 @@ import (
 // --source globs are always taken, whatever their size.
 const MaxArgSourceSize = 8 << 20
 
+// DefaultMaxSourceSize is the source size cap when ExperimentOptions
+// leaves it 0: a source larger than this is recorded by name, md5 and size,
+// without its content (observer.Source.Omitted). Stores have limits of
+// their own (MongoDB's 16 MiB document, MariaDB's max_allowed_packet of
+// 16 MiB by default), and a source that large is data, not code.
+const DefaultMaxSourceSize = 10 << 20
+
+// ExperimentOptions are the settings of Experiment beyond the command.
+type ExperimentOptions struct {
+	// MaxSourceSize is the source size cap in bytes (--max-source-size):
+	// larger sources are hashed but their content is not recorded. 0
+	// means DefaultMaxSourceSize; a negative value records the content of
+	// no source.
+	MaxSourceSize int64
+}
+
+func (o ExperimentOptions) maxSourceSize() int64 {
+	if o.MaxSourceSize == 0 {
+		return DefaultMaxSourceSize
+	}
+	return max(o.MaxSourceSize, -1)
+}
+
 // GitError wraps a failure to describe the git repositories. Experiment
 // returns it with an Experiment that is complete except for Repositories,
 // so a caller may warn and go on (unless it enforces a clean repository).
@@ -41,13 +64,15 @@ func (e *GitError) Unwrap() error { return e.Err }
 //     cwd (arguments over MaxArgSourceSize are skipped, except the main
 //     file), plus the files matching sourceGlobs (relative to cwd; "**"
 //     matches any number of directories; a glob matching no file is an
-//     error). Deduplicated, sorted by Name, each with its md5.
+//     error). Deduplicated, sorted by Name, each with its md5 and size;
+//     a source larger than opts.MaxSourceSize is Omitted: hashed, but its
+//     content is not to be recorded.
 //   - Dependencies: empty.
 //   - Repositories: Git of the sources, or of cwd when there is none.
 //
 // A git failure is returned as a *GitError together with the rest of the
 // Experiment; any other error means the Experiment is unusable.
-func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string) (observer.Experiment, error) {
+func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, opts ExperimentOptions) (observer.Experiment, error) {
 	var ex observer.Experiment
 	if len(argv) == 0 {
 		return ex, errors.New("experiment: no command to run")
@@ -120,14 +145,17 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string) (
 	}()
 
 	ex.Sources = make([]observer.Source, 0, len(paths))
+	limit := opts.maxSourceSize()
 	var hashErr error
 	for _, p := range paths {
-		sum, err := fileMD5(p)
+		sum, size, err := fileMD5(p)
 		if err != nil {
 			hashErr = fmt.Errorf("experiment: read source: %w", err)
 			break
 		}
-		ex.Sources = append(ex.Sources, observer.Source{Name: relName(base, p), Path: p, MD5: sum})
+		ex.Sources = append(ex.Sources, observer.Source{
+			Name: relName(base, p), Path: p, MD5: sum, Size: size, Omitted: size > limit,
+		})
 	}
 	gr := <-gitDone
 	if hashErr != nil {
@@ -183,17 +211,19 @@ func stem(p string) string {
 	return b
 }
 
-func fileMD5(p string) (string, error) {
+// fileMD5 hashes a file and returns the md5 and the number of bytes hashed.
+func fileMD5(p string) (string, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
 	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", p, err)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("hash %s: %w", p, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // globFiles returns the regular files matching pattern (relative to base

@@ -40,7 +40,7 @@ func TestExperimentPythonScript(t *testing.T) {
 	}
 
 	argv := []string{"python3", "train.py", "--config", "conf/model.yaml", "conf/model.yaml", outside, big, "--lr", "0.1", "missing.py", "lib"}
-	ex, err := Experiment(argv, dir, "", []string{"lib/**/*.py"})
+	ex, err := Experiment(argv, dir, "", []string{"lib/**/*.py"}, ExperimentOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestExperimentPythonScript(t *testing.T) {
 func TestExperimentScriptAsProgram(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "run.sh"), "#!/bin/sh\necho hi\n")
-	ex, err := Experiment([]string{"./run.sh", "x"}, dir, "", nil)
+	ex, err := Experiment([]string{"./run.sh", "x"}, dir, "", nil, ExperimentOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestExperimentScriptAsProgram(t *testing.T) {
 		t.Fatalf("got %+v", ex)
 	}
 	// An absolute path to the same file is the same source.
-	ex, err = Experiment([]string{filepath.Join(dir, "run.sh"), "./run.sh"}, dir, "custom", nil)
+	ex, err = Experiment([]string{filepath.Join(dir, "run.sh"), "./run.sh"}, dir, "custom", nil, ExperimentOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,21 +90,21 @@ func TestExperimentScriptAsProgram(t *testing.T) {
 
 func TestExperimentNoFile(t *testing.T) {
 	dir := t.TempDir()
-	ex, err := Experiment([]string{"/bin/echo", "hello"}, dir, "", nil)
+	ex, err := Experiment([]string{"/bin/echo", "hello"}, dir, "", nil, ExperimentOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ex.Name != "echo" || ex.MainFile != "" || ex.Sources == nil || len(ex.Sources) != 0 {
 		t.Fatalf("got %+v", ex)
 	}
-	if _, err := Experiment(nil, dir, "", nil); err == nil {
+	if _, err := Experiment(nil, dir, "", nil, ExperimentOptions{}); err == nil {
 		t.Error("empty argv: no error")
 	}
-	_, err = Experiment([]string{"echo"}, dir, "", []string{"src/*.py"})
+	_, err = Experiment([]string{"echo"}, dir, "", []string{"src/*.py"}, ExperimentOptions{})
 	if err == nil || !strings.Contains(err.Error(), `"src/*.py"`) {
 		t.Errorf("glob without match: %v", err)
 	}
-	_, err = Experiment([]string{"echo"}, dir, "", []string{"[bad"})
+	_, err = Experiment([]string{"echo"}, dir, "", []string{"[bad"}, ExperimentOptions{})
 	if err == nil || !strings.Contains(err.Error(), `"[bad"`) {
 		t.Errorf("bad glob: %v", err)
 	}
@@ -115,7 +115,7 @@ func TestExperimentGit(t *testing.T) {
 	dir := newRepo(t)
 	gitCmd(t, dir, "remote", "add", "origin", "https://me:tok@example.com/r.git")
 	sub := filepath.Join(dir, "pkg")
-	ex, err := Experiment([]string{"python3", "helpers.py"}, sub, "", []string{"../train.py"})
+	ex, err := Experiment([]string{"python3", "helpers.py"}, sub, "", []string{"../train.py"}, ExperimentOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestExperimentGit(t *testing.T) {
 	}
 
 	// A command without sources still records the repository of cwd.
-	ex, err = Experiment([]string{"make"}, sub, "", nil)
+	ex, err = Experiment([]string{"make"}, sub, "", nil, ExperimentOptions{})
 	if err != nil || len(ex.Repositories) != 1 {
 		t.Errorf("no sources: %+v, %v", ex.Repositories, err)
 	}
@@ -137,7 +137,7 @@ func TestExperimentGit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".git", "index"), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ex, err = Experiment([]string{"python3", "helpers.py"}, sub, "", nil)
+	ex, err = Experiment([]string{"python3", "helpers.py"}, sub, "", nil, ExperimentOptions{})
 	var ge *GitError
 	if !errors.As(err, &ge) {
 		t.Fatalf("broken index: err = %v, want a *GitError", err)
@@ -162,6 +162,42 @@ func TestMatchSegs(t *testing.T) {
 	} {
 		if got := matchSegs(strings.Split(tt.pat, "/"), strings.Split(tt.name, "/")); got != tt.want {
 			t.Errorf("matchSegs(%q, %q) = %v", tt.pat, tt.name, got)
+		}
+	}
+}
+
+// Sources over the size cap are hashed and sized but marked Omitted; the
+// cap defaults to DefaultMaxSourceSize, and a negative one omits all.
+func TestSourceSizeCap(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "train.py"), "print('train')\n")
+	bigData := make([]byte, 100)
+	for i := range bigData {
+		bigData[i] = byte(i)
+	}
+	writeFile(t, filepath.Join(dir, "model.py"), string(bigData))
+	for _, tc := range []struct {
+		limit       int64
+		wantOmitted []string
+	}{
+		{0, nil}, {100, nil}, {99, []string{"model.py"}}, {-1, []string{"model.py", "train.py"}},
+	} {
+		ex, err := Experiment([]string{"python3", "train.py"}, dir, "", []string{"model.py"}, ExperimentOptions{MaxSourceSize: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var omitted []string
+		for _, s := range ex.Sources {
+			want := map[string]string{"model.py": string(bigData), "train.py": "print('train')\n"}[s.Name]
+			if s.MD5 != md5hex(want) || s.Size != int64(len(want)) {
+				t.Errorf("limit %d: source %s: md5 %s size %d", tc.limit, s.Name, s.MD5, s.Size)
+			}
+			if s.Omitted {
+				omitted = append(omitted, s.Name)
+			}
+		}
+		if !reflect.DeepEqual(omitted, tc.wantOmitted) {
+			t.Errorf("limit %d: omitted %v, want %v", tc.limit, omitted, tc.wantOmitted)
 		}
 	}
 }

@@ -404,16 +404,26 @@ func submoduleMoved(dir string, want plumbing.Hash) bool {
 // StripURLCredentials removes secrets from a remote URL. For http(s) and
 // other schemes the whole user-info goes (a bare token is often given as
 // the user name: https://TOKEN@host/x); for ssh-like schemes only the
-// password goes, the user name being part of the address. scp-like
-// addresses (git@host:x) and local paths carry no secret and stay as is.
+// password goes, the user name being part of the address. The query and
+// the fragment go too (https://host/x.git?access_token=TOKEN): git sends
+// them to the server, so a token can hide there, and a repository is named
+// without them. scp-like addresses (git@host:x), local paths and file://
+// URLs carry no secret and stay as they are.
 func StripURLCredentials(u string) string {
 	i := strings.Index(u, "://")
 	if i < 0 {
 		return u
 	}
+	scheme := strings.ToLower(u[:i])
+	if scheme == "file" {
+		return u
+	}
 	start := i + 3
+	if j := strings.IndexAny(u[start:], "?#"); j >= 0 {
+		u = u[:start+j]
+	}
 	end := len(u)
-	if j := strings.IndexAny(u[start:], "/?#"); j >= 0 {
+	if j := strings.IndexByte(u[start:], '/'); j >= 0 {
 		end = start + j
 	}
 	at := strings.LastIndexByte(u[start:end], '@')
@@ -422,7 +432,6 @@ func StripURLCredentials(u string) string {
 	}
 	userinfo := u[start : start+at]
 	rest := u[start+at+1:]
-	scheme := strings.ToLower(u[:i])
 	if scheme == "ssh" || scheme == "git+ssh" || scheme == "ssh+git" {
 		user, _, _ := strings.Cut(userinfo, ":")
 		if user == "" {

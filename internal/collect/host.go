@@ -18,8 +18,9 @@ import (
 // hold up the run.
 const GPUTimeout = 2 * time.Second
 
-// Host collects Sacred's host_info: hostname, os ([system, platform] in the
-// shape of Python's platform.platform() without its libc suffix), CPU model
+// Host collects Sacred's host_info: hostname, os ([system, platform] as
+// Python's platform.platform() writes it, with "-with-glibcX.Y" on glibc
+// systems), CPU model
 // (empty when unknown), logical CPU count, total memory in bytes, GPUs from
 // `nvidia-smi -q -x` when it is on PATH (nil when absent or failing), and
 // the variables of envNames that are set. Without nvidia-smi it reads only
@@ -113,4 +114,25 @@ func firstInt(s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(f[0])
 	return n, err == nil
+}
+
+// pyPlatform joins parts as Python's platform._platform does to build
+// platform.platform(): the non-empty parts joined with "-", characters
+// unfit for file names replaced with "-", "unknown" removed, runs of "-"
+// folded and trailing ones dropped.
+func pyPlatform(parts ...string) string {
+	var kept []string
+	for _, p := range parts {
+		if p != "" {
+			kept = append(kept, strings.TrimSpace(p))
+		}
+	}
+	s := strings.Join(kept, "-")
+	s = strings.ReplaceAll(s, " ", "_")
+	s = strings.NewReplacer("/", "-", "\\", "-", ":", "-", ";", "-", `"`, "-", "(", "-", ")", "-").Replace(s)
+	s = strings.ReplaceAll(s, "unknown", "")
+	for strings.Contains(s, "--") {
+		s = strings.ReplaceAll(s, "--", "-")
+	}
+	return strings.TrimRight(s, "-")
 }

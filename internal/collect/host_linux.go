@@ -3,15 +3,21 @@ package collect
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
+	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// osInfo mimics Python's platform.platform() on Linux without the
-// "-with-glibcX.Y" suffix, which needs the C library's version.
+// osInfo is Python's [platform.system(), platform.platform()] on Linux,
+// e.g. ["Linux", "Linux-6.1.0-18-amd64-x86_64-with-glibc2.36"]. Python
+// asks its C library for the "-with-glibcX.Y" part (confstr); a Go binary
+// has none, so the version is read from the system's libc.so.6. Without a
+// glibc (musl, or none found) the suffix is left out.
 func osInfo() [2]string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
@@ -19,7 +25,86 @@ func osInfo() [2]string {
 	}
 	rel := unix.ByteSliceToString(u.Release[:])
 	mach := unix.ByteSliceToString(u.Machine[:])
-	return [2]string{"Linux", "Linux-" + rel + "-" + mach}
+	if v := glibcVersion(); v != "" {
+		return [2]string{"Linux", pyPlatform("Linux", rel, mach, "with", "glibc"+v)}
+	}
+	return [2]string{"Linux", pyPlatform("Linux", rel, mach)}
+}
+
+// multiarch names this architecture's Debian multiarch directory.
+var multiarch = map[string]string{
+	"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "386": "i386-linux-gnu",
+	"arm": "arm-linux-gnueabihf", "ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu",
+	"riscv64": "riscv64-linux-gnu", "mips64le": "mips64el-linux-gnuabi64", "loong64": "loongarch64-linux-gnu",
+}
+
+// libcPaths are where distributions keep the C library: the multiarch
+// directory (Debian, Ubuntu), lib64 (Fedora, SUSE), lib (Arch, Alpine).
+func libcPaths() []string {
+	var paths []string
+	if t := multiarch[runtime.GOARCH]; t != "" {
+		paths = append(paths, "/lib/"+t+"/libc.so.6", "/usr/lib/"+t+"/libc.so.6")
+	}
+	return append(paths, "/lib64/libc.so.6", "/usr/lib64/libc.so.6", "/lib/libc.so.6", "/usr/lib/libc.so.6")
+}
+
+// glibcVersion is what gnu_get_libc_version() returns, e.g. "2.36", or
+// "" when there is no glibc of this architecture's word size.
+func glibcVersion() string {
+	for _, p := range libcPaths() {
+		if v := glibcVersionOf(p); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// glibcVersionOf reads the version from the banner glibc keeps in its
+// read-only data ("GNU C Library (Debian GLIBC 2.36-9) stable release
+// version 2.36."): one section of about 150 KiB, no code run.
+func glibcVersionOf(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	want := elf.ELFCLASS64
+	if strconv.IntSize == 32 {
+		want = elf.ELFCLASS32
+	}
+	sec := f.Section(".rodata")
+	if f.Class != want || sec == nil || sec.Size > 16<<20 {
+		return ""
+	}
+	data, err := io.ReadAll(sec.Open())
+	if err != nil {
+		return ""
+	}
+	return glibcBannerVersion(data)
+}
+
+// glibcBannerVersion finds "GNU C Library ... release version X.Y" in data
+// and returns X.Y.
+func glibcBannerVersion(data []byte) string {
+	i := bytes.Index(data, []byte("GNU C Library"))
+	if i < 0 {
+		return ""
+	}
+	banner := data[i:min(len(data), i+256)]
+	if end := bytes.IndexByte(banner, 0); end >= 0 {
+		banner = banner[:end]
+	}
+	const marker = "release version "
+	j := bytes.Index(banner, []byte(marker))
+	if j < 0 {
+		return ""
+	}
+	v := banner[j+len(marker):]
+	n := 0
+	for n < len(v) && (v[n] >= '0' && v[n] <= '9' || v[n] == '.') {
+		n++
+	}
+	return strings.Trim(string(v[:n]), ".")
 }
 
 // cpuInfo reads /proc/cpuinfo once: the first "model name" (absent on

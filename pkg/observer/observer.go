@@ -308,6 +308,10 @@ type OutputFileOwner interface {
 	// reading and writing (not O_APPEND: the capture writes at offsets),
 	// or nil to decline. It is called once, after
 	// Started. Once it returned a file, the observer must not append
-	// output to it itself: heartbeat ranges are already in the file.
+	// output to it itself: heartbeat ranges are normally already in the
+	// file. When the capture cannot write to it (a full disk), it goes on
+	// in a private spool, so a heartbeat's Output still holds every
+	// byte: the observer checks that its file reached To and writes the
+	// missing range from Output, or reports it missing.
 	OutputFile() (*os.File, error)
 }

@@ -311,7 +311,7 @@ func Run(o *Options) int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources)
+		ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources, collect.ExperimentOptions{})
 	}()
 
 	config, updates, files, err := collect.ParseUpdates(o.Updates)

@@ -1,10 +1,13 @@
 // Package file is the file-storage observer (`-F DIR`, `--file_storage=DIR`):
 // it writes each run into BASEDIR/<id>/ in exactly the layout of Python
 // Sacred's FileStorageObserver, so that Sacredboard, Incense and Omniboard
-// importers read it, and reads such directories back (Open).
+// importers read it, and reads such directories back (Open). The layout
+// itself (names, records, metrics.json) is package layout, shared with the
+// other stores on it.
 //
-// See docs/observers/file.md for the layout, what is written when, and where
-// we deviate from Sacred.
+// Like every observer package it offers ParseConfig, Redact, New and Open,
+// registered in this file. See docs/observers/file.md for the layout, what
+// is written when, and where we deviate from Sacred.
 package file
 
 import (
@@ -25,19 +28,6 @@ const Option = "file_storage"
 // DefaultPriority is Sacred's FileStorageObserver priority.
 const DefaultPriority = 20
 
-// Names of the shared directories and of the files of a run directory.
-const (
-	SourcesDir   = "_sources"
-	ResourcesDir = "_resources"
-	TemplateName = "template.html"
-
-	RunFile     = "run.json"
-	ConfigFile  = "config.json"
-	InfoFile    = "info.json"
-	MetricsFile = "metrics.json"
-	CoutFile    = "cout.txt"
-)
-
 // FlagTemplate is the kind's own flag: the report template rendered when
 // the run ends (default: BASEDIR/template.html when it exists).
 const FlagTemplate = "template"
@@ -50,11 +40,12 @@ func init() {
 		Title:  "file storage",
 		Usage:  "record to file storage in DIR (Sacred's FileStorageObserver layout)",
 		Parse:  func(value string) (any, error) { return ParseConfig(value) },
-		New: func(_ context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
-			return NewFromConfig(cfg.(Config), s), nil
+		Redact: Redact,
+		New: func(ctx context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
+			return New(ctx, cfg.(Config), s)
 		},
-		Open: func(_ context.Context, cfg any, _ observer.Settings) (observer.Reader, error) {
-			return Open(cfg.(Config).Abs)
+		Open: func(ctx context.Context, cfg any, s observer.Settings) (observer.Reader, error) {
+			return Open(ctx, cfg.(Config), s)
 		},
 		Flags: []observer.Flag{{
 			Name:  FlagTemplate,
@@ -97,3 +88,8 @@ func ParseConfig(value string) (Config, error) {
 	}
 	return Config{BaseDir: dir, Abs: abs}, nil
 }
+
+// Redact returns value unchanged: a directory holds no secret. It is here
+// so that every observer package offers the same ParseConfig, Redact, New
+// and Open.
+func Redact(value string) string { return value }

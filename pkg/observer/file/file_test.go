@@ -13,34 +13,47 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/file/layout"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
+	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
 var ctx = context.Background()
 
 func newObserver(t testing.TB, dir string, s observer.Settings) *Observer {
 	t.Helper()
-	o, err := New(dir, s)
+	cfg, err := ParseConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(ctx, cfg, s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return o
 }
 
+// openReader opens a reader over dir.
+func openReader(t testing.TB, dir string) *Reader {
+	t.Helper()
+	cfg, err := ParseConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, cfg, observer.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func TestConformance(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "runs")
 	readDir := dir
 	observertest.Run(t, observertest.Store{
-		New: func(t *testing.T) observer.Observer { return newObserver(t, dir, observer.Settings{}) },
-		Reader: func(t *testing.T) observer.Reader {
-			r, err := Open(readDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return r
-		},
+		New:    func(t *testing.T) observer.Observer { return newObserver(t, dir, observer.Settings{}) },
+		Reader: func(t *testing.T) observer.Reader { return openReader(t, readDir) },
 		// Root ignores permissions, so break the store by moving it away
 		// and putting a plain file in its place: every later write fails
 		// with ENOTDIR. The reader follows the moved directory, where what
@@ -91,7 +104,7 @@ func readJSONFile(t *testing.T, path string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := pyjson.Unmarshal(b)
+	v, err := sacredjson.Unmarshal(b)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -118,7 +131,7 @@ func TestRunJSONLifecycle(t *testing.T) {
 		t.Fatalf("Started = %q, %v", id, err)
 	}
 	runDir := filepath.Join(base, "1")
-	run := readJSONFile(t, filepath.Join(runDir, RunFile))
+	run := readJSONFile(t, filepath.Join(runDir, layout.RunFile))
 	if got, want := keys(run), []string{"artifacts", "command", "experiment", "heartbeat", "host", "meta", "resources", "start_time", "status"}; !slices.Equal(got, want) {
 		t.Errorf("run.json keys after start = %v, want %v", got, want)
 	}
@@ -136,7 +149,7 @@ func TestRunJSONLifecycle(t *testing.T) {
 	if got, want := keys(meta), []string{"argv", "command", "comment", "config_updates", "cwd", "named_configs", "options", "priority"}; !slices.Equal(got, want) {
 		t.Errorf("meta keys = %v, want %v", got, want)
 	}
-	raw, _ := os.ReadFile(filepath.Join(runDir, RunFile))
+	raw, _ := os.ReadFile(filepath.Join(runDir, layout.RunFile))
 	if !bytes.Contains(raw, []byte(`"priority": 5.0`)) {
 		t.Error("meta.priority is not written as a float")
 	}
@@ -148,7 +161,7 @@ func TestRunJSONLifecycle(t *testing.T) {
 	for i, s := range srcs {
 		pair := s.([]any)
 		src := ev.Experiment.Sources[i]
-		stem, ext := splitExt(filepath.Base(src.Name))
+		stem, ext := layout.SplitExt(filepath.Base(src.Name))
 		if want := "_sources/" + stem + "_" + src.MD5 + ext; pair[0] != src.Name || pair[1] != want {
 			t.Errorf("source %d = %v, want [%s %s]", i, pair, src.Name, want)
 		}
@@ -156,10 +169,10 @@ func TestRunJSONLifecycle(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(runDir, CoutFile)); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(filepath.Join(runDir, layout.CoutFile)); err != nil || fi.Size() != 0 {
 		t.Errorf("cout.txt after start: %v %v", fi, err)
 	}
-	for _, f := range []string{InfoFile, MetricsFile} {
+	for _, f := range []string{layout.InfoFile, layout.MetricsFile} {
 		if _, err := os.Stat(filepath.Join(runDir, f)); err == nil {
 			t.Errorf("%s exists before the first beat", f)
 		}
@@ -173,13 +186,13 @@ func TestRunJSONLifecycle(t *testing.T) {
 	if err := o.Heartbeat(ctx, b.Next(ev.Time.Add(time.Second), map[string]any{})); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := os.ReadFile(filepath.Join(runDir, MetricsFile)); string(m) != "{}" {
+	if m, _ := os.ReadFile(filepath.Join(runDir, layout.MetricsFile)); string(m) != "{}" {
 		t.Errorf("metrics.json after an empty beat = %q, want {}", m)
 	}
-	if _, err := os.Stat(filepath.Join(runDir, InfoFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(runDir, layout.InfoFile)); err == nil {
 		t.Error("info.json written for empty info")
 	}
-	run = readJSONFile(t, filepath.Join(runDir, RunFile))
+	run = readJSONFile(t, filepath.Join(runDir, layout.RunFile))
 	if r, ok := run["result"]; !ok || r != nil {
 		t.Errorf("result after the first beat = %v (present %v), want null", r, ok)
 	}
@@ -187,7 +200,7 @@ func TestRunJSONLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Close(ctx)
-	run = readJSONFile(t, filepath.Join(runDir, RunFile))
+	run = readJSONFile(t, filepath.Join(runDir, layout.RunFile))
 	if run["status"] != "FAILED" || run["stop_time"] != "2026-11-27T03:07:14.269319" || len(run["fail_trace"].([]any)) != 1 {
 		t.Errorf("run.json after failure: %v", run)
 	}
@@ -213,7 +226,7 @@ func TestGPUsAndQueued(t *testing.T) {
 	if _, err := o.Started(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	run := readJSONFile(t, filepath.Join(base, "1", RunFile))
+	run := readJSONFile(t, filepath.Join(base, "1", layout.RunFile))
 	gpus := run["host"].(map[string]any)["gpus"].(map[string]any)
 	if gpus["driver_version"] != "535.1" || len(gpus["gpus"].([]any)) != 1 {
 		t.Errorf("gpus = %v", gpus)
@@ -237,17 +250,17 @@ func TestGPUsAndQueued(t *testing.T) {
 		t.Fatalf("Queued = %q, %v", id, err)
 	}
 	q.Close(ctx)
-	run = readJSONFile(t, filepath.Join(base, "2", RunFile))
+	run = readJSONFile(t, filepath.Join(base, "2", layout.RunFile))
 	if got, want := keys(run), []string{"command", "experiment", "meta", "status"}; !slices.Equal(got, want) {
 		t.Errorf("queued run.json keys = %v, want %v", got, want)
 	}
 	if run["meta"].(map[string]any)["queue_time"] != "2026-01-02T03:04:05.000000" || run["status"] != "QUEUED" {
 		t.Errorf("queued run.json = %v", run)
 	}
-	if _, err := os.Stat(filepath.Join(base, "2", ConfigFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(base, "2", layout.ConfigFile)); err != nil {
 		t.Error(err)
 	}
-	if _, err := os.Stat(filepath.Join(base, "2", CoutFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(base, "2", layout.CoutFile)); err == nil {
 		t.Error("a queued run has a cout.txt")
 	}
 }
@@ -305,7 +318,7 @@ func TestArtifactNames(t *testing.T) {
 			t.Errorf("artifact name %q: %v", good, err)
 		}
 	}
-	run := readJSONFile(t, filepath.Join(base, "1", RunFile))
+	run := readJSONFile(t, filepath.Join(base, "1", layout.RunFile))
 	if got := run["artifacts"].([]any); len(got) != 5 || got[2] != "a/../b.txt" {
 		t.Errorf("artifacts = %v", got)
 	}
@@ -315,29 +328,6 @@ func TestArtifactNames(t *testing.T) {
 	if err := o.Artifact(ctx, &observer.ArtifactEvent{Name: "missing", Path: filepath.Join(base, "nope")}); err == nil ||
 		!strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing artifact file: %v", err)
-	}
-}
-
-func TestPyPathJoinAndSplitExt(t *testing.T) {
-	for _, tc := range [][3]string{
-		{"runs", "_resources/x.txt", "runs/_resources/x.txt"},
-		{"runs/", "_resources/x.txt", "runs/_resources/x.txt"},
-		{"./runs", "_resources/x.txt", "runs/_resources/x.txt"},
-		{".", "_resources/x.txt", "_resources/x.txt"},
-		{"/abs//dir/", "_resources/x.txt", "/abs/dir/_resources/x.txt"},
-		{"../up", "_resources/x.txt", "../up/_resources/x.txt"},
-	} {
-		if got := pyPathJoin(tc[0], tc[1]); got != tc[2] {
-			t.Errorf("pyPathJoin(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
-		}
-	}
-	for _, tc := range [][3]string{
-		{"train.py", "train", ".py"}, {"a.tar.gz", "a.tar", ".gz"}, {".bashrc", ".bashrc", ""},
-		{"noext", "noext", ""}, {"trailing.", "trailing.", ""},
-	} {
-		if s, e := splitExt(tc[0]); s != tc[1] || e != tc[2] {
-			t.Errorf("splitExt(%q) = %q %q", tc[0], s, e)
-		}
 	}
 }
 
@@ -355,7 +345,7 @@ func TestResourceStorePathRelative(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := readJSONFile(t, filepath.Join("runs", "1", RunFile))
+	run := readJSONFile(t, filepath.Join("runs", "1", layout.RunFile))
 	got := run["resources"].([]any)
 	want := "runs/_resources/data_"
 	if len(got) != 2 {
@@ -365,14 +355,15 @@ func TestResourceStorePathRelative(t *testing.T) {
 	if pair[0] != res || !strings.HasPrefix(pair[1].(string), want) || !strings.HasSuffix(pair[1].(string), ".csv") {
 		t.Errorf("resource = %v, want [%s runs/_resources/data_<md5>.csv]", pair, res)
 	}
-	entries, _ := os.ReadDir(filepath.Join("runs", ResourcesDir))
+	entries, _ := os.ReadDir(filepath.Join("runs", layout.ResourcesDir))
 	if len(entries) != 1 {
 		t.Errorf("_resources holds %d files, want 1", len(entries))
 	}
 }
 
-// TestOutputExact checks that cout.txt is the raw bytes, also when a beat's
-// From does not match what the file holds.
+// TestOutputExact checks that cout.txt is the raw bytes, and that a range
+// sent again (after a beat that failed part way, the retry decorator
+// repeats it from the same From) lands on itself: no byte lost or doubled.
 func TestOutputExact(t *testing.T) {
 	base := t.TempDir()
 	o := newObserver(t, base, observer.Settings{})
@@ -382,18 +373,18 @@ func TestOutputExact(t *testing.T) {
 	}
 	out := observertest.NewOutput()
 	out.Append([]byte("a\xff\xfe\r\n\x00"))
-	// A beat that claims to start later (an earlier beat was lost): the
-	// file still gets everything.
-	if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{Output: out, From: 3, To: out.Size(), BeatTime: ev.Time}); err != nil {
-		t.Fatal(err)
+	beat := func(from int64) {
+		t.Helper()
+		if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{Output: out, From: from, To: out.Size(), BeatTime: ev.Time}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A beat that repeats bytes already written: no duplicates.
+	beat(0)
 	out.Append([]byte("é"))
-	if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{Output: out, From: 0, To: out.Size(), BeatTime: ev.Time}); err != nil {
-		t.Fatal(err)
-	}
+	beat(0) // the same range again, and more
+	beat(out.Size())
 	o.Close(ctx)
-	if got, _ := os.ReadFile(filepath.Join(base, "1", CoutFile)); !bytes.Equal(got, out.Bytes()) {
+	if got, _ := os.ReadFile(filepath.Join(base, "1", layout.CoutFile)); !bytes.Equal(got, out.Bytes()) {
 		t.Errorf("cout.txt = %q, want %q", got, out.Bytes())
 	}
 }
@@ -406,7 +397,7 @@ func TestMetricsIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close(ctx)
-	path := filepath.Join(base, "1", MetricsFile)
+	path := filepath.Join(base, "1", layout.MetricsFile)
 	want := map[string]map[string][]any{}
 	t0 := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	names := []string{"loss", "acc", "b\xffad", "zeta", "é"}
@@ -416,7 +407,7 @@ func TestMetricsIncremental(t *testing.T) {
 		for k, v := range want {
 			wm[string([]rune(k))] = map[string]any{"steps": v["steps"], "timestamps": v["timestamps"], "values": v["values"]}
 		}
-		exp, _ := pyjson.Marshal(wm)
+		exp, _ := sacredjson.Marshal(wm)
 		got, _ := os.ReadFile(path)
 		if !bytes.Equal(got, exp) {
 			t.Fatalf("%s: metrics.json differs\n got: %s\nwant: %s", stage, got, exp)
@@ -449,7 +440,7 @@ func TestMetricsIncremental(t *testing.T) {
 					want[n] = m
 				}
 				m["steps"] = append(m["steps"], p.Step)
-				m["timestamps"] = append(m["timestamps"], pyjson.FormatTime(p.Time))
+				m["timestamps"] = append(m["timestamps"], sacredjson.FormatTime(p.Time))
 				m["values"] = append(m["values"], p.Value)
 			}
 			series = append(series, observer.MetricSeries{Name: n, Points: pts})
@@ -462,12 +453,12 @@ func TestMetricsIncremental(t *testing.T) {
 			// Someone rewrites the file (same content, other layout): the
 			// writer notices and reads it back instead of copying ranges.
 			v := readJSONFile(t, path)
-			b, _ := pyjson.Marshal(v)
+			b, _ := sacredjson.Marshal(v)
 			os.WriteFile(path, append(b, '\n'), 0o644)
 		}
 	}
 	// And read back through the reader.
-	r, _ := Open(base)
+	r := openReader(t, base)
 	run, err := r.Run(ctx, "1")
 	if err != nil {
 		t.Fatal(err)
@@ -485,7 +476,7 @@ func TestMetricsIncremental(t *testing.T) {
 
 func TestTemplates(t *testing.T) {
 	base := t.TempDir()
-	os.WriteFile(filepath.Join(base, TemplateName), []byte(
+	os.WriteFile(filepath.Join(base, layout.TemplateName), []byte(
 		`<h1>{{.run.experiment.name}} {{.run.status}}</h1><pre>{{.cout}}</pre><p>{{.config.lr}} {{.info.foo}} {{.savedir}}</p>`), 0o644)
 	o := newObserver(t, base, observer.Settings{})
 	ev := observertest.StartEvent()
@@ -530,7 +521,7 @@ func TestTemplates(t *testing.T) {
 	if strings.Count(warn.String(), "\n") != 1 || !strings.Contains(warn.String(), "bad.md") {
 		t.Errorf("warning = %q, want one line naming the template", warn.String())
 	}
-	if run := readJSONFile(t, filepath.Join(base, "3", RunFile)); run["status"] != "TIMEOUT" {
+	if run := readJSONFile(t, filepath.Join(base, "3", layout.RunFile)); run["status"] != "TIMEOUT" {
 		t.Errorf("status = %v", run["status"])
 	}
 	if _, err := os.Stat(filepath.Join(base, "3", "report.md")); err == nil {
@@ -554,15 +545,15 @@ func TestWriteErrors(t *testing.T) {
 	b := observertest.NewBeats()
 	b.Out.Append([]byte("x"))
 	err := o.Heartbeat(ctx, b.Next(ev.Time, map[string]any{"a": 1}))
-	if err == nil || !strings.Contains(err.Error(), "writing") || !strings.Contains(err.Error(), RunFile) {
+	if err == nil || !strings.Contains(err.Error(), "writing") || !strings.Contains(err.Error(), layout.RunFile) {
 		t.Errorf("heartbeat error = %v, want one naming run.json and the write", err)
 	}
 	err = o.LogMetrics(ctx, &observer.MetricsEvent{})
-	if err == nil || !strings.Contains(err.Error(), MetricsFile) {
+	if err == nil || !strings.Contains(err.Error(), layout.MetricsFile) {
 		t.Errorf("metrics error = %v", err)
 	}
 	err = o.Completed(ctx, &observer.CompletedEvent{StopTime: ev.Time})
-	if err == nil || !strings.Contains(err.Error(), RunFile) {
+	if err == nil || !strings.Contains(err.Error(), layout.RunFile) {
 		t.Errorf("completed error = %v", err)
 	}
 }
@@ -575,10 +566,7 @@ func TestReadGolden(t *testing.T) {
 		"fs-extra": {"COMPLETED", "FAILED", "COMPLETED", "FAILED", "COMPLETED"},
 	}
 	for dir, statuses := range wantStatus {
-		r, err := Open(filepath.Join(root, dir))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openReader(t, filepath.Join(root, dir))
 		ids, err := r.Runs(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -595,23 +583,23 @@ func TestReadGolden(t *testing.T) {
 			if run.Status != statuses[i] {
 				t.Errorf("%s/%s: status %q, want %q", dir, id, run.Status, statuses[i])
 			}
-			if !observertest.Equal(run.Config, readJSONFile(t, filepath.Join(runDir, ConfigFile))) {
+			if !observertest.Equal(run.Config, readJSONFile(t, filepath.Join(runDir, layout.ConfigFile))) {
 				t.Errorf("%s/%s: config differs", dir, id)
 			}
 			if run.Info["foo"] != "bar" {
 				t.Errorf("%s/%s: info %v", dir, id, run.Info)
 			}
-			cout, _ := os.ReadFile(filepath.Join(runDir, CoutFile))
+			cout, _ := os.ReadFile(filepath.Join(runDir, layout.CoutFile))
 			if !bytes.Equal(run.Output, cout) {
 				t.Errorf("%s/%s: output differs", dir, id)
 			}
-			m := readJSONFile(t, filepath.Join(runDir, MetricsFile))["loss"].(map[string]any)
+			m := readJSONFile(t, filepath.Join(runDir, layout.MetricsFile))["loss"].(map[string]any)
 			if len(run.Metrics) != 1 || run.Metrics[0].Name != "loss" || len(run.Metrics[0].Points) != len(m["values"].([]any)) {
 				t.Fatalf("%s/%s: metrics %+v", dir, id, run.Metrics)
 			}
 			for j, p := range run.Metrics[0].Points {
 				if p.Step != m["steps"].([]any)[j].(int64) || p.Value != m["values"].([]any)[j].(float64) ||
-					pyjson.FormatTime(p.Time) != m["timestamps"].([]any)[j] {
+					sacredjson.FormatTime(p.Time) != m["timestamps"].([]any)[j] {
 					t.Errorf("%s/%s: point %d = %+v", dir, id, j, p)
 				}
 			}
@@ -654,14 +642,14 @@ func TestReadGolden(t *testing.T) {
 func TestReadQueuedSacredRun(t *testing.T) {
 	base := t.TempDir()
 	os.Mkdir(filepath.Join(base, "1"), 0o755)
-	os.WriteFile(filepath.Join(base, "1", RunFile), []byte(`{
+	os.WriteFile(filepath.Join(base, "1", layout.RunFile), []byte(`{
   "command": "main",
   "experiment": {"name": "demo", "sources": [{"py/tuple": ["my_exp.py", "7c4207bd46f2406394bbb2556d8693fa"]}]},
   "host": {"hostname": "vm"},
   "meta": {"command": "main", "priority": 3.0, "queue_time": {"py/object": "datetime.datetime", "__reduce__": [{"py/type": "datetime.datetime"}, ["B+oLGwMHDAQcNw=="]]}},
   "status": "QUEUED"
 }`), 0o644)
-	r, _ := Open(base)
+	r := openReader(t, base)
 	run, err := r.Run(ctx, "1")
 	if err != nil {
 		t.Fatal(err)
@@ -676,7 +664,7 @@ func TestReadQueuedSacredRun(t *testing.T) {
 	if _, err := r.Run(ctx, "../etc"); !errors.Is(err, observer.ErrNotFound) {
 		t.Errorf("run id with a slash: %v", err)
 	}
-	if _, err := Open(filepath.Join(base, "missing")); !errors.Is(err, observer.ErrNotFound) {
+	if _, err := Open(ctx, Config{Abs: filepath.Join(base, "missing")}, observer.Settings{}); !errors.Is(err, observer.ErrNotFound) {
 		t.Errorf("Open of a missing dir: %v", err)
 	}
 }
@@ -694,7 +682,7 @@ func TestReplayGolden(t *testing.T) {
 
 func mustTime(t *testing.T, v any) time.Time {
 	t.Helper()
-	tm, err := pyjson.ParseTime(v.(string))
+	tm, err := sacredjson.ParseTime(v.(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +692,7 @@ func mustTime(t *testing.T, v any) time.Time {
 func replay(t *testing.T, gdir string) {
 	gbase := filepath.Dir(gdir)
 	id := filepath.Base(gdir)
-	g := readJSONFile(t, filepath.Join(gdir, RunFile))
+	g := readJSONFile(t, filepath.Join(gdir, layout.RunFile))
 	gexp := g["experiment"].(map[string]any)
 	gmeta := g["meta"].(map[string]any)
 	ghost := g["host"].(map[string]any)
@@ -713,7 +701,7 @@ func replay(t *testing.T, gdir string) {
 	// Sources and resources are stored under their recorded md5, which
 	// does not match the rewritten golden files: put them in place so that
 	// the observer finds them there, as Sacred would on a second run.
-	for _, d := range []string{SourcesDir, ResourcesDir} {
+	for _, d := range []string{layout.SourcesDir, layout.ResourcesDir} {
 		os.Mkdir(filepath.Join(base, d), 0o755)
 		entries, _ := os.ReadDir(filepath.Join(gbase, d))
 		for _, e := range entries {
@@ -733,7 +721,7 @@ func replay(t *testing.T, gdir string) {
 		Host: &observer.Host{Hostname: ghost["hostname"].(string), CPU: ghost["cpu"].(string),
 			OS: [2]string{strs(ghost["os"])[0], strs(ghost["os"])[1]}},
 		Time:   mustTime(t, g["start_time"]),
-		Config: readJSONFile(t, filepath.Join(gdir, ConfigFile)),
+		Config: readJSONFile(t, filepath.Join(gdir, layout.ConfigFile)),
 		Meta: observer.Meta{
 			Command:       gmeta["command"].(string),
 			Options:       gmeta["options"].(map[string]any),
@@ -752,7 +740,7 @@ func replay(t *testing.T, gdir string) {
 	for _, s := range list(gexp["sources"]) {
 		pair := strs(s)
 		ev.Experiment.Sources = append(ev.Experiment.Sources, observer.Source{
-			Name: pair[0], Path: filepath.Join(ev.Experiment.BaseDir, pair[0]), MD5: md5FromStoreName(pair[1]),
+			Name: pair[0], Path: filepath.Join(ev.Experiment.BaseDir, pair[0]), MD5: layout.MD5FromSharedName(pair[1]),
 		})
 	}
 	o := newObserver(t, base, observer.Settings{})
@@ -763,7 +751,7 @@ func replay(t *testing.T, gdir string) {
 
 	for _, res := range list(g["resources"]) {
 		pair := strs(res)
-		if err := o.Resource(ctx, &observer.ResourceEvent{Path: pair[0], MD5: md5FromStoreName(pair[1])}); err != nil {
+		if err := o.Resource(ctx, &observer.ResourceEvent{Path: pair[0], MD5: layout.MD5FromSharedName(pair[1])}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -773,7 +761,7 @@ func replay(t *testing.T, gdir string) {
 		}
 	}
 	// Metrics in two beats, output in three pieces.
-	gm := readJSONFile(t, filepath.Join(gdir, MetricsFile))
+	gm := readJSONFile(t, filepath.Join(gdir, layout.MetricsFile))
 	var first, second []observer.MetricSeries
 	for name, sv := range gm {
 		s := sv.(map[string]any)
@@ -789,8 +777,8 @@ func replay(t *testing.T, gdir string) {
 		first = append(first, observer.MetricSeries{Name: name, Points: pts[:half]})
 		second = append(second, observer.MetricSeries{Name: name, Points: pts[half:]})
 	}
-	cout, _ := os.ReadFile(filepath.Join(gdir, CoutFile))
-	info := readJSONFile(t, filepath.Join(gdir, InfoFile))
+	cout, _ := os.ReadFile(filepath.Join(gdir, layout.CoutFile))
+	info := readJSONFile(t, filepath.Join(gdir, layout.InfoFile))
 	b := observertest.NewBeats()
 	hbTime := mustTime(t, g["heartbeat"])
 	for i, part := range [][]byte{cout[:len(cout)/3], cout[len(cout)/3 : len(cout)/2], cout[len(cout)/2:]} {
@@ -826,14 +814,14 @@ func replay(t *testing.T, gdir string) {
 	}
 
 	runDir := filepath.Join(base, id)
-	for _, f := range []string{ConfigFile, InfoFile, MetricsFile, CoutFile, "model.txt"} {
+	for _, f := range []string{layout.ConfigFile, layout.InfoFile, layout.MetricsFile, layout.CoutFile, "model.txt"} {
 		want, _ := os.ReadFile(filepath.Join(gdir, f))
 		got, err := os.ReadFile(filepath.Join(runDir, f))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s differs from Python's (%v)\n got: %.400s\nwant: %.400s", f, err, got, want)
 		}
 	}
-	ours := readJSONFile(t, filepath.Join(runDir, RunFile))
+	ours := readJSONFile(t, filepath.Join(runDir, layout.RunFile))
 	// host: Python's keys minus python_version, plus ours.
 	oh := ours["host"].(map[string]any)
 	for k, v := range ghost {
@@ -851,7 +839,7 @@ func replay(t *testing.T, gdir string) {
 	for i, r := range list(ours["resources"]) {
 		pair := r.([]any)
 		gpair := strs(list(g["resources"])[i])
-		if want := filepath.Join(base, ResourcesDir, filepath.Base(gpair[1])); pair[1] != want {
+		if want := filepath.Join(base, layout.ResourcesDir, filepath.Base(gpair[1])); pair[1] != want {
 			t.Errorf("resource store path = %v, want %v", pair[1], want)
 		}
 		pair[1] = gpair[1]
@@ -860,15 +848,15 @@ func replay(t *testing.T, gdir string) {
 		delete(m, "host")
 		delete(m, "meta")
 	}
-	gotRun, _ := pyjson.Marshal(ours)
-	wantRun, _ := pyjson.Marshal(g)
+	gotRun, _ := sacredjson.Marshal(ours)
+	wantRun, _ := sacredjson.Marshal(g)
 	if !bytes.Equal(gotRun, wantRun) {
 		t.Errorf("run.json (without host and meta) differs\n got: %s\nwant: %s", gotRun, wantRun)
 	}
 	// Also the bytes of the whole file match Python's where the keys are
-	// the same: the layout of our file is pyjson's.
-	raw, _ := os.ReadFile(filepath.Join(runDir, RunFile))
-	if re, _ := pyjson.Marshal(readJSONFile(t, filepath.Join(runDir, RunFile))); !bytes.Equal(raw, re) {
+	// the same: the layout of our file is sacredjson's.
+	raw, _ := os.ReadFile(filepath.Join(runDir, layout.RunFile))
+	if re, _ := sacredjson.Marshal(readJSONFile(t, filepath.Join(runDir, layout.RunFile))); !bytes.Equal(raw, re) {
 		t.Error("run.json is not in Python's json.dump layout")
 	}
 }
@@ -884,7 +872,7 @@ func TestMetricsWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close(ctx)
-	path := filepath.Join(base, "1", MetricsFile)
+	path := filepath.Join(base, "1", layout.MetricsFile)
 	t0 := ev.Time
 	pts := func(from int64, n int) []observer.MetricPoint {
 		var out []observer.MetricPoint
@@ -917,11 +905,11 @@ func TestMetricsWriteFailure(t *testing.T) {
 	for name, ps := range map[string][]observer.MetricPoint{"loss": pts(0, 7), "acc": pts(0, 2)} {
 		var steps, stamps, values []any
 		for _, p := range ps {
-			steps, stamps, values = append(steps, p.Step), append(stamps, pyjson.FormatTime(p.Time)), append(values, p.Value)
+			steps, stamps, values = append(steps, p.Step), append(stamps, sacredjson.FormatTime(p.Time)), append(values, p.Value)
 		}
 		want[name] = map[string]any{"steps": steps, "timestamps": stamps, "values": values}
 	}
-	exp, _ := pyjson.Marshal(want)
+	exp, _ := sacredjson.Marshal(want)
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, exp) {
 		t.Errorf("metrics.json after a failed write\n got: %s\nwant: %s", got, exp)
 	}
@@ -959,7 +947,77 @@ func TestOutputFileOwnedByCapture(t *testing.T) {
 	}
 	f.Close()
 	o.Close(ctx)
-	if got, _ := os.ReadFile(filepath.Join(base, "1", CoutFile)); !bytes.Equal(got, want) {
+	if got, _ := os.ReadFile(filepath.Join(base, "1", layout.CoutFile)); !bytes.Equal(got, want) {
 		t.Errorf("cout.txt = %q, want %q", got, want)
+	}
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range list(v) {
+		out = append(out, str(x))
+	}
+	return out
+}
+
+// A stored copy never has more permissions than the original; a shared
+// copy made from a public file is narrowed when the same content arrives
+// from a private one.
+func TestStoredModes(t *testing.T) {
+	base := t.TempDir()
+	o := newObserver(t, base, observer.Settings{})
+	if _, err := o.Started(ctx, observertest.StartEvent()); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(ctx)
+	src := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(src, name)
+		os.WriteFile(p, []byte("same content\n"), mode)
+		os.Chmod(p, mode)
+		return p
+	}
+	pub, priv := write("pub.txt", 0o644), write("priv.txt", 0o600)
+	for _, p := range []string{pub, priv} {
+		if err := o.Resource(ctx, &observer.ResourceEvent{Path: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Different names, one content: two shared copies, each its own mode.
+	for name, want := range map[string]os.FileMode{"pub": 0o644, "priv": 0o600} {
+		m, _ := filepath.Glob(filepath.Join(base, layout.ResourcesDir, name+"_*.txt"))
+		if len(m) != 1 {
+			t.Fatalf("%s: %v", name, m)
+		}
+		if fi, _ := os.Stat(m[0]); fi.Mode().Perm() != want {
+			t.Errorf("%s stored %04o, want %04o", m[0], fi.Mode().Perm(), want)
+		}
+	}
+	// The same name and content again from a private file: narrowed.
+	os.Chmod(pub, 0o600)
+	if err := o.Resource(ctx, &observer.ResourceEvent{Path: pub}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := filepath.Glob(filepath.Join(base, layout.ResourcesDir, "pub_*.txt"))
+	if fi, _ := os.Stat(m[0]); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the public copy of now private content is %04o", fi.Mode().Perm())
+	}
+	// An artifact whose original is gone: the private copy's mode.
+	cp := write("copy.bin", 0o600)
+	if err := o.Artifact(ctx, &observer.ArtifactEvent{Name: "a.bin", Path: cp, OrigPath: filepath.Join(src, "gone")}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(base, "1", "a.bin")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("artifact stored %04o", fi.Mode().Perm())
 	}
 }

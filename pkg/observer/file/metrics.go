@@ -1,271 +1,93 @@
 package file
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/file/layout"
 )
 
-// metricsFile keeps metrics.json of one run:
-//
-//	{"<name>": {"steps": [...], "timestamps": [...], "values": [...]}, ...}
-//
-// Sacred re-reads, re-parses and re-encodes the whole file on every beat.
-// Here the file is still replaced whole (atomically), but the old points
-// are never decoded or encoded again: the writer remembers where the body of
-// each array lies in the file it wrote last, copies those byte ranges from
-// the old file into the new one and encodes only the new points after them.
-// A beat costs O(new points) of encoding and one sequential copy of the
-// file; memory is O(number of series).
+// metricsFile keeps metrics.json of one run with layout.Metrics: the file
+// is replaced whole (atomically) at each beat with new points, but the old
+// points are copied as bytes from the old file, never decoded or encoded
+// again.
 //
 // When a write fails (disk full), the new points are dropped and the error
-// returned: the runner sends the same points again with the next beat (see
-// observer.Observer). The file on disk is the previous one, untouched; the
-// writer forgets what it knew and reads the file back before the next
-// write.
+// returned: the retry decorator sends the same points again (see
+// observer.Observer). The file on disk is the previous one, untouched; it
+// is read back before the next write. It is read back too when its size is
+// not the one written last (someone else changed it).
 type metricsFile struct {
-	path    string
-	written bool  // the file was written (or must be read back, size -1)
-	size    int64 // its size as we wrote it; -1: unknown
-	series  []*series
-	byName  map[string]*series
+	path string
+	m    *layout.Metrics
 }
-
-// The three arrays of a series, in file (sorted key) order.
-const (
-	arrSteps = iota
-	arrTimestamps
-	arrValues
-)
-
-var arrayKeys = [3]string{"steps", "timestamps", "values"}
-
-type series struct {
-	name string // valid UTF-8
-	n    int    // points in the file
-	// body is, per array, the byte range in the current file between "["
-	// and the closing "\n    ]": the elements with their separators.
-	body [3]struct{ off, len int64 }
-	// pending holds new elements, each as ",\n      <value>".
-	pending [3][]byte
-	npend   int
-}
-
-const elemSep = ",\n      " // before each element of a series array (depth 3)
 
 func newMetricsFile(path string) *metricsFile {
-	return &metricsFile{path: path, byName: map[string]*series{}}
-}
-
-func (m *metricsFile) get(name string) *series {
-	s := m.byName[name]
-	if s == nil {
-		s = &series{name: name}
-		m.byName[name] = s
-		i, _ := slices.BinarySearchFunc(m.series, name, func(s *series, n string) int { return strings.Compare(s.name, n) })
-		m.series = slices.Insert(m.series, i, s)
-	}
-	return s
+	return &metricsFile{path: path, m: layout.NewMetrics()}
 }
 
 // add queues the points of ev.
-func (m *metricsFile) add(ev *observer.MetricsEvent) {
-	for _, ms := range ev.Metrics {
-		if len(ms.Points) == 0 {
-			continue
-		}
-		s := m.get(cleanName(ms.Name))
-		for _, p := range ms.Points {
-			s.pending[arrSteps] = strconv.AppendInt(append(s.pending[arrSteps], elemSep...), p.Step, 10)
-			s.pending[arrTimestamps] = pyjson.AppendString(append(s.pending[arrTimestamps], elemSep...), pyjson.FormatTime(p.Time))
-			s.pending[arrValues] = pyjson.AppendFloat(append(s.pending[arrValues], elemSep...), p.Value)
-			s.npend++
-		}
-	}
-}
-
-// cleanName makes a metric name valid UTF-8 the way pyjson writes keys:
-// each invalid byte becomes U+FFFD.
-func cleanName(name string) string {
-	return string([]rune(name))
-}
-
-func (m *metricsFile) dirty() bool {
-	if !m.written || m.size < 0 {
-		return true
-	}
-	for _, s := range m.series {
-		if s.npend > 0 {
-			return true
-		}
-	}
-	return false
-}
+func (f *metricsFile) add(ev *observer.MetricsEvent) { f.m.Add(ev) }
 
 // flush writes the file when it does not exist yet or points are pending.
-// On failure the pending points are dropped (they will be sent again).
-func (m *metricsFile) flush() error {
-	if !m.dirty() {
+func (f *metricsFile) flush() error {
+	if !f.m.Dirty() {
 		return nil
 	}
-	if err := m.write(); err != nil {
-		m.series, m.byName = nil, map[string]*series{}
-		m.written, m.size = true, -1
+	if err := f.write(); err != nil {
+		f.m.Abort()
 		return err
 	}
+	f.m.Commit()
 	return nil
 }
 
-func (m *metricsFile) write() error {
-	var old *os.File
-	if m.written {
-		f, err := os.Open(m.path)
-		if err == nil {
-			if fi, err := f.Stat(); err != nil || fi.Size() != m.size {
-				f.Close()
-				f = nil
-			}
-		}
-		if f == nil {
-			// Someone else changed the file: read it the slow way.
-			if err := m.reload(); err != nil {
+func (f *metricsFile) write() error {
+	old, err := os.Open(f.path)
+	switch {
+	case isNotExist(err):
+		old = nil
+		if f.m.Size() != 0 || f.m.Unknown() {
+			if err := f.m.Load(nil); err != nil {
 				return err
 			}
-		} else {
-			old = f
-			defer old.Close()
+		}
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", f.path, err)
+	default:
+		defer old.Close()
+		fi, err := old.Stat()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", f.path, err)
+		}
+		if f.m.Unknown() || fi.Size() != f.m.Size() {
+			// After a failed write, or someone else changed the file:
+			// read it the slow way.
+			data, err := os.ReadFile(f.path)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", f.path, err)
+			}
+			if err := f.m.Load(data); err != nil {
+				return fmt.Errorf("%s: %w", f.path, err)
+			}
 		}
 	}
-	pf, err := newPendingFile(m.path)
+	pf, err := newPendingFile(f.path, 0o644)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", m.path, err)
+		return fmt.Errorf("writing %s: %w", f.path, err)
 	}
 	defer pf.cleanup()
-	cw := &countWriter{w: bufio.NewWriterSize(pf, 64<<10)}
-	bodies := make([][3]struct{ off, len int64 }, len(m.series))
-	cw.str("{")
-	for i, s := range m.series {
-		if i > 0 {
-			cw.str(",")
-		}
-		cw.str("\n  ")
-		cw.bytes(pyjson.AppendString(nil, s.name))
-		cw.str(": {")
-		total := s.n + s.npend
-		for a := range 3 {
-			if a > 0 {
-				cw.str(",")
-			}
-			cw.str("\n    \"" + arrayKeys[a] + "\": [")
-			start := cw.n
-			if s.n > 0 && old != nil {
-				if _, err := io.Copy(cw, io.NewSectionReader(old, s.body[a].off, s.body[a].len)); err != nil {
-					return fmt.Errorf("writing %s: copying old points: %w", m.path, err)
-				}
-			}
-			p := s.pending[a]
-			if s.n == 0 && len(p) > 0 {
-				p = p[1:] // the first element has no comma
-			}
-			cw.bytes(p)
-			bodies[i][a].off, bodies[i][a].len = start, cw.n-start
-			if total > 0 {
-				cw.str("\n    ]")
-			} else {
-				cw.str("]")
-			}
-		}
-		cw.str("\n  }")
+	var oldAt io.ReaderAt // not a nil *os.File
+	if old != nil {
+		oldAt = old
 	}
-	if len(m.series) > 0 {
-		cw.str("\n}")
-	} else {
-		cw.str("}")
-	}
-	if cw.err == nil {
-		cw.err = cw.w.(*bufio.Writer).Flush()
-	}
-	if cw.err != nil {
-		return fmt.Errorf("writing %s: %w", m.path, cw.err)
+	if _, err := f.m.Encode(pf, oldAt); err != nil {
+		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	if err := pf.replace(false); err != nil {
-		return fmt.Errorf("writing %s: %w", m.path, err)
-	}
-	for i, s := range m.series {
-		s.body = bodies[i]
-		s.n += s.npend
-		s.npend = 0
-		for a := range s.pending {
-			s.pending[a] = s.pending[a][:0]
-		}
-	}
-	m.written, m.size = true, cw.n
-	return nil
-}
-
-// reload reads the file as it is on disk (if it is there) and makes all of
-// its points pending again, before the points already pending.
-func (m *metricsFile) reload() error {
-	data, err := os.ReadFile(m.path)
-	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("reading %s: %w", m.path, err)
-	}
-	pend := m.byName
-	m.series, m.byName, m.written = nil, map[string]*series{}, false
-	if err == nil {
-		v, err := pyjson.Unmarshal(data)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", m.path, err)
-		}
-		all, _ := v.(map[string]any)
-		for name, sv := range all {
-			sm, _ := sv.(map[string]any)
-			s := m.get(cleanName(name))
-			for a, key := range arrayKeys {
-				list, _ := sm[key].([]any)
-				for _, x := range list {
-					s.pending[a], err = pyjson.AppendValue(append(s.pending[a], elemSep...), x, 3)
-					if err != nil {
-						return fmt.Errorf("reading %s: %w", m.path, err)
-					}
-				}
-				s.npend = max(s.npend, len(list))
-			}
-		}
-	}
-	for name, old := range pend {
-		s := m.get(name)
-		for a := range 3 {
-			s.pending[a] = append(s.pending[a], old.pending[a]...)
-		}
-		s.npend += old.npend
+		return fmt.Errorf("writing %s: %w", f.path, err)
 	}
 	return nil
 }
-
-// countWriter counts bytes and keeps the first error.
-type countWriter struct {
-	w   io.Writer
-	n   int64
-	err error
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	c.err = err
-	return n, err
-}
-
-func (c *countWriter) str(s string)   { _, _ = io.WriteString(c, s) }
-func (c *countWriter) bytes(b []byte) { _, _ = c.Write(b) }

@@ -10,13 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
-	"github.com/sacred-go/sacred/internal/pyjson"
+	"github.com/sacred-go/sacred/pkg/observer/file/layout"
 )
-
-// maxIDTries is how often Sacred increments a colliding run id.
-const maxIDTries = 1000
 
 // maxNumericDir returns the largest run directory name made of digits in
 // dir, or 0.
@@ -25,9 +21,9 @@ func maxNumericDir(dir string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var maxID uint64
+	var names []string
 	for _, e := range entries {
-		if !isDigits(e.Name()) {
+		if !layout.IsNumericID(e.Name()) {
 			continue
 		}
 		if !e.IsDir() {
@@ -37,91 +33,51 @@ func maxNumericDir(dir string) (uint64, error) {
 				continue
 			}
 		}
-		n, err := strconv.ParseUint(e.Name(), 10, 64)
-		if err == nil && n > maxID {
-			maxID = n
-		}
+		names = append(names, e.Name())
 	}
-	return maxID, nil
+	return layout.NextID(names) - 1, nil
 }
 
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// checkID refuses run ids that are not a single directory name.
-func checkID(id string) error {
-	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\\\x00") {
-		return fmt.Errorf("file storage: %q cannot be a run id (it must be a plain directory name)", id)
-	}
-	return nil
-}
-
-// splitExt splits a file name as Python's pathlib does for stem and suffix:
-// the suffix starts at the last dot, unless that dot is the first or the
-// last character ("a.tar.gz" -> "a.tar", ".gz"; ".bashrc" -> ".bashrc", "").
-func splitExt(name string) (stem, ext string) {
-	i := strings.LastIndexByte(name, '.')
-	if i > 0 && i < len(name)-1 {
-		return name[:i], name[i:]
-	}
-	return name, ""
-}
-
-// pyPathJoin joins like Python's pathlib: "." components, repeated and
-// trailing slashes vanish, ".." stays. Sacred builds the recorded store
-// path of resources this way from the directory as given.
-func pyPathJoin(base string, elems ...string) string {
-	abs := strings.HasPrefix(base, "/")
-	var parts []string
-	for _, p := range append([]string{base}, elems...) {
-		for _, c := range strings.Split(p, "/") {
-			if c != "" && c != "." {
-				parts = append(parts, c)
-			}
-		}
-	}
-	joined := strings.Join(parts, "/")
-	if abs {
-		return "/" + joined
-	}
-	if joined == "" {
-		return "."
-	}
-	return joined
-}
+// storedPerm is the mode of a stored copy of a file whose mode is src: at
+// most 0644 (Sacred's copies), never wider than the original, so that a
+// 0600 key stays 0600.
+func storedPerm(src fs.FileMode) fs.FileMode { return src.Perm() & 0o644 }
 
 // storeShared copies src into dir as <stem>_<md5><ext> unless a file of
 // that name is already there, and returns the name. The copy goes to a
 // temporary file that is renamed into place, so a concurrent run never sees
 // a partial file. knownMD5 (may be empty) is used to skip the copy early;
 // the stored name always carries the md5 of the bytes actually copied.
+// The copy never has more permissions than src (symlinks followed); an
+// existing copy of the same content is narrowed to them.
 func storeShared(src, dir, knownMD5 string) (string, error) {
-	stem, ext := splitExt(filepath.Base(src))
 	if knownMD5 != "" {
-		name := stem + "_" + knownMD5 + ext
+		// Already stored: the source need not even be there any more.
+		name := layout.SharedName(src, knownMD5)
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			if fi, err := os.Stat(src); err == nil {
+				_, err = haveShared(filepath.Join(dir, name), storedPerm(fi.Mode()))
+				return name, err
+			}
 			return name, nil
 		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating %s: %w", dir, err)
 	}
 	in, err := os.Open(src)
 	if err != nil {
 		return "", fmt.Errorf("reading %w", err)
 	}
 	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return "", fmt.Errorf("reading %w", err)
+	}
+	perm := storedPerm(fi.Mode())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
 	// The final name is known only after hashing: write to a temporary
 	// file next to it, then rename.
+	stem, ext := layout.SplitExt(filepath.Base(src))
 	tmp, err := os.CreateTemp(dir, "."+stem+ext+".tmp*")
 	if err != nil {
 		return "", fmt.Errorf("creating a temporary file in %s: %w", dir, err)
@@ -137,12 +93,12 @@ func storeShared(src, dir, knownMD5 string) (string, error) {
 	if _, err := io.Copy(io.MultiWriter(tmp, h), in); err != nil {
 		return "", fmt.Errorf("copying %s to %s: %w", src, dir, err)
 	}
-	name := stem + "_" + hex.EncodeToString(h.Sum(nil)) + ext
+	name := layout.SharedName(src, hex.EncodeToString(h.Sum(nil)))
 	final := filepath.Join(dir, name)
-	if _, err := os.Stat(final); err == nil {
-		return name, nil // stored meanwhile by another run
+	if ok, err := haveShared(final, perm); ok || err != nil {
+		return name, err // stored meanwhile by another run
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		return "", fmt.Errorf("writing %s: %w", final, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -160,13 +116,29 @@ func storeShared(src, dir, knownMD5 string) (string, error) {
 	return name, nil
 }
 
+// haveShared reports whether the shared copy path exists, and narrows its
+// mode to perm when it is wider: the same content arriving from a private
+// file must not stay readable to others through an earlier public copy.
+func haveShared(path string, perm fs.FileMode) (bool, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, nil
+	}
+	if have := fi.Mode().Perm(); have&^perm != 0 {
+		if err := os.Chmod(path, have&perm); err != nil {
+			return true, fmt.Errorf("narrowing the mode of %s: %w", path, err)
+		}
+	}
+	return true, nil
+}
+
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory is written and renamed over it, so a reader sees the old or
 // the new content, never a part. It is not synced: an fsync costs several
 // milliseconds (tens on a busy VM) and would sit between `sacred run` and
 // the child's start and in every beat; finish syncs the run's files once.
 func writeFileAtomic(path string, data []byte) error {
-	pf, err := newPendingFile(path)
+	pf, err := newPendingFile(path, 0o644)
 	if err != nil {
 		return err
 	}
@@ -184,12 +156,12 @@ type pendingFile struct {
 	done bool
 }
 
-func newPendingFile(path string) (*pendingFile, error) {
+func newPendingFile(path string, perm fs.FileMode) (*pendingFile, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, err
@@ -236,29 +208,16 @@ func syncPath(path string) error {
 	return f.Sync()
 }
 
-// writeJSONAtomic encodes v as Python's json.dump(sort_keys, indent=2) and
-// replaces path with it.
-func writeJSONAtomic(path string, v any) ([]byte, error) {
-	data, err := pyjson.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
-	}
-	if err := writeFileAtomic(path, data); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
-	}
-	return data, nil
-}
-
 // copyFileAtomic copies src to dst through a temporary file in dst's
 // directory, fsynced before it replaces dst (pendingFile rather than
-// renameio, which is Unix-only).
-func copyFileAtomic(src, dst string) error {
+// renameio, which is Unix-only). The copy gets perm.
+func copyFileAtomic(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := newPendingFile(dst)
+	tmp, err := newPendingFile(dst, perm)
 	if err != nil {
 		return err
 	}
@@ -269,57 +228,114 @@ func copyFileAtomic(src, dst string) error {
 	return tmp.replace(true)
 }
 
-// reservedNames are the files of a run directory an artifact may not
-// replace (Sacred refuses the first four; info.json and the report are
-// ours too).
-var reservedNames = []string{RunFile, ConfigFile, CoutFile, InfoFile, MetricsFile}
-
-// artifactPath checks an artifact name and returns where it goes in
-// runDir. Names may contain "/" (subdirectories are created) but may not be
-// absolute, leave the run directory, or replace one of the run's own files.
+// artifactPath checks an artifact name (layout.CheckArtifactName, plus
+// this platform's rules) and returns where it goes in runDir.
 func artifactPath(runDir, name string) (string, error) {
-	if name == "" {
-		return "", errors.New("the artifact name is empty")
+	clean, err := layout.CheckArtifactName(name)
+	if err != nil {
+		return "", err
 	}
-	if strings.ContainsRune(name, 0) {
-		return "", fmt.Errorf("the artifact name %q contains a NUL byte", name)
-	}
-	if filepath.IsAbs(name) || strings.HasPrefix(name, "/") || strings.HasPrefix(name, `\`) {
-		return "", fmt.Errorf("the artifact name %q is absolute; it must be relative to the run directory", name)
-	}
-	clean := filepath.Clean(filepath.FromSlash(name))
-	if clean == "." || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) || !filepath.IsLocal(clean) {
+	local := filepath.FromSlash(clean)
+	if filepath.IsAbs(local) || !filepath.IsLocal(local) {
 		return "", fmt.Errorf("the artifact name %q leaves the run directory", name)
 	}
-	if !strings.ContainsRune(clean, filepath.Separator) {
-		for _, r := range reservedNames {
-			if strings.EqualFold(clean, r) {
-				return "", fmt.Errorf("the artifact name %q would overwrite the run's own %s", name, r)
-			}
-		}
-		if stem, _ := splitExt(clean); strings.EqualFold(stem, "report") {
-			return "", fmt.Errorf("the artifact name %q is reserved for the template report", name)
-		}
-	}
-	return filepath.Join(runDir, clean), nil
+	return filepath.Join(runDir, local), nil
 }
 
 // isNotExist reports a missing file.
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
-// writeSynced replaces path with data durably: the file is synced before
-// the rename and the directory after it.
-func writeSynced(path string, data []byte) error {
-	pf, err := newPendingFile(path)
+// runJSONReserve is the disk space kept allocated beyond run.json's end
+// while the run is going on, so that its final status fits even when the
+// disk is full by then: the end adds stop_time and fail_trace (at most the
+// last 64 KiB of stderr, escaped) to a file of a few KiB.
+const runJSONReserve = 128 << 10
+
+// writeRunJSON replaces run.json with data. While the run goes on
+// (running) the new file keeps runJSONReserve bytes allocated past its
+// end. When the replacement fails (a full disk: no room for a second
+// copy), data is written over the old file in place, into the space it
+// kept: a reader may then see a partial file for a moment, which is better
+// than a run left RUNNING for ever. The final write (final) gives the
+// space back and is synced.
+func writeRunJSON(path string, data []byte, running, final bool) error {
+	errAtomic := func() error {
+		pf, err := newPendingFile(path, 0o644)
+		if err != nil {
+			return err
+		}
+		defer pf.cleanup()
+		if running && !final {
+			if err := reserve(pf.File, int64(len(data))+runJSONReserve); err != nil {
+				return err
+			}
+		}
+		if _, err := pf.Write(data); err != nil {
+			return err
+		}
+		if err := pf.replace(final); err != nil {
+			return err
+		}
+		if final {
+			return syncPath(filepath.Dir(path))
+		}
+		return nil
+	}()
+	if errAtomic == nil {
+		return nil
+	}
+	if err := overwriteInPlace(path, data, final); err != nil {
+		return errors.Join(errAtomic, fmt.Errorf("writing in place: %w", err))
+	}
+	return nil
+}
+
+// overwriteInPlace writes data over the start of the existing file path.
+// A shorter data is padded with spaces (JSON ignores them) while the run
+// goes on, so the space the file keeps is not given back; the final write
+// cuts the file to data.
+func overwriteInPlace(path string, data []byte, final bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	defer pf.cleanup()
-	if _, err := pf.Write(data); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
 		return err
 	}
-	if err := pf.replace(true); err != nil {
+	buf := data
+	if pad := fi.Size() - int64(len(data)); pad > 0 && !final {
+		buf = make([]byte, fi.Size())
+		copy(buf, data)
+		for i := len(data); i < len(buf); i++ {
+			buf[i] = ' '
+		}
+	}
+	if _, err := f.WriteAt(buf, 0); err != nil {
 		return err
 	}
-	return syncPath(filepath.Dir(path))
+	if final && fi.Size() > int64(len(data)) {
+		if err := f.Truncate(int64(len(data))); err != nil {
+			return err
+		}
+	}
+	if final {
+		return f.Sync()
+	}
+	return nil
+}
+
+// humanBytes writes n as "768.0 KiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	texttemplate "text/template"
+
+	"github.com/sacred-go/sacred/pkg/observer/file/layout"
 )
 
 // MaxReportOutput caps the captured output handed to a report template:
@@ -21,7 +23,7 @@ func (o *Observer) templatePath() string {
 	if t := o.settings.Flag(FlagTemplate); t != "" {
 		return t
 	}
-	p := filepath.Join(o.cfg.Abs, TemplateName)
+	p := filepath.Join(o.cfg.Abs, layout.TemplateName)
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
 		return p
 	}
@@ -56,18 +58,31 @@ func (o *Observer) writeReport(tpl string) error {
 	if err != nil {
 		return err
 	}
-	info := o.info
-	if info == nil {
-		info = map[string]any{}
+	// The observer keeps config and info only as the bytes it wrote.
+	config, info := map[string]any{}, map[string]any{}
+	for _, f := range []struct {
+		data []byte
+		dst  *map[string]any
+	}{{o.configJSON, &config}, {o.infoJSON, &info}} {
+		if f.data == nil {
+			continue
+		}
+		v, err := layout.Decode(f.data)
+		if err != nil {
+			return err
+		}
+		if m, ok := v.(map[string]any); ok {
+			*f.dst = m
+		}
 	}
 	data := ReportData{
-		"run":     o.run,
-		"config":  o.config,
+		"run":     map[string]any(o.run),
+		"config":  config,
 		"info":    info,
 		"cout":    cout,
 		"savedir": o.runDir,
 	}
-	_, ext := splitExt(filepath.Base(tpl))
+	_, ext := layout.SplitExt(filepath.Base(tpl))
 	var out bytes.Buffer
 	// Go templates call no code but the methods of the data given, which
 	// here are plain maps, lists and strings; no functions are added.
@@ -88,12 +103,12 @@ func (o *Observer) writeReport(tpl string) error {
 			return err
 		}
 	}
-	return writeFileAtomic(filepath.Join(o.runDir, "report"+ext), out.Bytes())
+	return writeFileAtomic(filepath.Join(o.runDir, layout.ReportStem+ext), out.Bytes())
 }
 
 // coutTail returns the last limit bytes of cout.txt.
 func (o *Observer) coutTail(limit int64) (string, error) {
-	f, err := os.Open(filepath.Join(o.runDir, CoutFile))
+	f, err := os.Open(filepath.Join(o.runDir, layout.CoutFile))
 	if isNotExist(err) {
 		return "", nil
 	}

@@ -1,28 +1,3 @@
-// Package observertest is the conformance suite every observer runs: an
-// observer package calls Run with a Store that makes observers and readers
-// over one store under test, and the suite drives whole runs through the
-// observer.Observer interface and reads them back through observer.Reader.
-//
-//	func TestConformance(t *testing.T) {
-//		dir := t.TempDir()
-//		observertest.Run(t, observertest.Store{
-//			New:    func(t *testing.T) observer.Observer { o, err := file.New(dir, observer.Settings{}); ...; return o },
-//			Reader: func(t *testing.T) observer.Reader { r, err := file.Open(dir); ...; return r },
-//		})
-//	}
-//
-// What a store must do to pass:
-//   - times come back in UTC, within a millisecond of what was sent;
-//   - config, info, result and metric values come back equal after
-//     Normalize (numbers compare as float64); a store may add info keys;
-//   - output comes back exactly, byte for byte; a store that keeps text
-//     rather than bytes may instead return the output with each invalid
-//     UTF-8 byte (or run of them) replaced by U+FFFD, which is logged;
-//   - ids handed in are used as they are; a taken id is an error wrapping
-//     observer.ErrIDTaken; ids the store picks are distinct, also for
-//     observers started concurrently;
-//   - Reader.Artifact returns the bytes stored, and an error wrapping
-//     observer.ErrNotFound for a name that was never stored.
 package observertest
 
 import (
@@ -61,6 +36,9 @@ type Store struct {
 	// NoMetrics / NoOutput: set when the store cannot keep metrics or
 	// output.
 	NoMetrics, NoOutput bool
+	// Secrets are the passwords and tokens of the store's configuration:
+	// Name() and the errors after Break must not contain them.
+	Secrets []string
 }
 
 // callTimeout bounds every call into the store: a call that takes longer
@@ -73,6 +51,7 @@ func Run(t *testing.T, s Store) {
 	if s.New == nil || s.Reader == nil {
 		t.Fatal("observertest: Store.New and Store.Reader are required")
 	}
+	s.Secrets = slices.DeleteFunc(slices.Clone(s.Secrets), func(x string) bool { return x == "" })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, s) })
 	t.Run("IDs", func(t *testing.T) { testIDs(t, s) })
 	t.Run("HeartbeatDeltas", func(t *testing.T) { testHeartbeatDeltas(t, s) })
@@ -211,6 +190,10 @@ func points(base time.Time, step0 int64, values ...float64) []observer.MetricPoi
 
 func testLifecycle(t *testing.T, s Store) {
 	o := s.New(t)
+	if o.Name() == "" {
+		t.Error("Name() is empty")
+	}
+	checkText(t, "Name()", o.Name(), s.Secrets)
 	ev := StartEvent()
 	t0 := ev.Time
 	id := start(t, o, ev)
@@ -681,9 +664,10 @@ func testFailure(t *testing.T, s Store) {
 
 	failures := 0
 	count := func(what string, err error) {
+		checkErr(t, what+" after the break", err, s.Secrets)
 		if err != nil {
 			failures++
-			t.Logf("%s after the break: %v", what, err)
+			t.Logf("%s after the break: %s", what, hide(err.Error(), s.Secrets))
 		}
 	}
 	b.Out.Append([]byte("after the break\n"))
@@ -700,7 +684,8 @@ func testFailure(t *testing.T, s Store) {
 	count("Completed", call(t, "Completed after the break", func(ctx context.Context) error {
 		return o.Completed(ctx, &observer.CompletedEvent{StopTime: ev.Time.Add(3 * time.Second), HasResult: true, Result: 1})
 	}))
-	_ = call(t, "Close after the break", func(ctx context.Context) error { return o.Close(ctx) })
+	checkErr(t, "Close after the break", call(t, "Close after the break", func(ctx context.Context) error { return o.Close(ctx) }), s.Secrets)
+	checkText(t, "Name() after the break", o.Name(), s.Secrets)
 	if failures == 0 {
 		t.Error("no event returned an error after the store broke")
 	}

@@ -1,4 +1,4 @@
-package pyjson
+package sacredjson
 
 import (
 	"encoding/json"
@@ -38,7 +38,7 @@ type decoder struct {
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
-	return fmt.Errorf("pyjson: at byte %d: %s", d.pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("sacredjson: at byte %d: %s", d.pos, fmt.Sprintf(format, args...))
 }
 
 func (d *decoder) skipSpace() {

@@ -1,4 +1,6 @@
-// Package pyjson reads and writes JSON exactly as Python Sacred does.
+// Package sacredjson reads and writes JSON bytes exactly as Python Sacred
+// does. It is public so that every store on Sacred's file-storage layout
+// (file, S3, GCS, an observer of your own) writes the same bytes.
 //
 // Marshal produces the bytes of Python's
 //
@@ -24,7 +26,7 @@
 // Unmarshal reads such files back (including NaN and Infinity), and
 // FormatTime/ParseTime convert times to and from Python's naive-UTC
 // isoformat().
-package pyjson
+package sacredjson
 
 import (
 	"bytes"
@@ -91,7 +93,7 @@ func (e *encoder) value(v any, depth int) error {
 	e.depth++
 	defer func() { e.depth-- }()
 	if e.depth > maxDepth {
-		return fmt.Errorf("pyjson: value nested deeper than %d levels (cycle?)", maxDepth)
+		return fmt.Errorf("sacredjson: value nested deeper than %d levels (cycle?)", maxDepth)
 	}
 	switch x := v.(type) {
 	case nil:
@@ -198,7 +200,7 @@ func (e *encoder) number(n json.Number) error {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil && !isRangeErr(err) {
-		return fmt.Errorf("pyjson: invalid number %q", s)
+		return fmt.Errorf("sacredjson: invalid number %q", s)
 	}
 	e.buf = AppendFloat(e.buf, f)
 	return nil
@@ -334,7 +336,7 @@ func (e *encoder) reflectValue(rv reflect.Value, depth int) error {
 	case reflect.Struct:
 		return e.viaEncodingJSON(rv.Interface(), depth)
 	default:
-		return fmt.Errorf("pyjson: cannot encode a value of type %s", t)
+		return fmt.Errorf("sacredjson: cannot encode a value of type %s", t)
 	}
 	return nil
 }
@@ -361,7 +363,7 @@ func (e *encoder) reflectMap(rv reflect.Value, depth int) error {
 		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 			ks = strconv.FormatUint(k.Uint(), 10)
 		default:
-			return fmt.Errorf("pyjson: map key of type %s is not supported", k.Type())
+			return fmt.Errorf("sacredjson: map key of type %s is not supported", k.Type())
 		}
 		entries = append(entries, entry{ks, iter.Value()})
 	}
@@ -388,11 +390,11 @@ func (e *encoder) reflectMap(rv reflect.Value, depth int) error {
 func (e *encoder) viaEncodingJSON(v any, depth int) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("pyjson: %w", err)
+		return fmt.Errorf("sacredjson: %w", err)
 	}
 	decoded, err := Unmarshal(raw)
 	if err != nil {
-		return fmt.Errorf("pyjson: re-reading %T: %w", v, err)
+		return fmt.Errorf("sacredjson: re-reading %T: %w", v, err)
 	}
 	return e.value(decoded, depth)
 }
@@ -563,5 +565,5 @@ func ParseTime(s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", norm); err == nil {
 		return t.UTC(), nil
 	}
-	return time.Time{}, fmt.Errorf("pyjson: not an isoformat time: %q", s)
+	return time.Time{}, fmt.Errorf("sacredjson: not an isoformat time: %q", s)
 }
