@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/retry"
 )
 
 // driver feeds one observer from its own goroutine, so that a slow or dead
@@ -36,13 +37,15 @@ type driver struct {
 	wake    chan struct{}
 	done    chan struct{} // closed when the loop has ended
 
+	// store is the retry decorator around the observer, nil without one.
+	store pendingHolder
+
 	// Owned by the loop's goroutine; read by others only after done.
-	outFrom  int64                   // end of the output range last delivered
-	retry    []observer.MetricSeries // points whose LogMetrics failed
-	failed   error                   // the first error
-	lost     []string                // what was not recorded, for the summary
-	finalErr error                   // the final event's error
-	finalOK  bool                    // the final event was recorded
+	handedTo int64    // end of the output range of the last beat handed over
+	failed   error    // the first error a call returned
+	lost     []string // what was not recorded, for the summary
+	finalErr error    // the final event's error
+	finalOK  bool     // the final event was recorded
 }
 
 type itemKind int
@@ -132,7 +135,7 @@ func (d *driver) loop() {
 
 // dropQueue notes what an abandoned driver leaves unrecorded; d.mu held.
 func (d *driver) dropQueue() {
-	if n := d.metrics.points() + countPoints(d.retry); n > 0 {
+	if n := d.metrics.points(); n > 0 {
 		d.lost = append(d.lost, fmt.Sprintf("%d metric points", n))
 	}
 	for _, it := range d.queue {
@@ -196,42 +199,45 @@ func (d *driver) beat(hb observer.HeartbeatEvent) {
 	d.logMetrics(info)
 	d.noteInfo(shared, info)
 	hb.Info = info
-	hb.From = min(d.outFrom, hb.To)
+	// The range new since the last beat handed over; the retry decorator
+	// replaces From with where the store's output really ends.
+	hb.From = min(d.handedTo, hb.To)
+	d.handedTo = hb.To
 	err := d.call("the heartbeat", func() error { return d.obs.Heartbeat(d.ctx, &hb) })
-	if err != nil {
-		d.check("the heartbeat (info, result, output)", err)
-		return
-	}
-	d.outFrom = hb.To
+	d.check("the heartbeat (info, result, output)", err)
 }
 
+// logMetrics hands over the points waiting at the start of the beat, in
+// bounded batches. An observer whose store holds many points it could not
+// store yet (the retry decorator's Pending) gets no new ones until it
+// caught up: they wait in its backlog, on disk if need be, so the
+// decorator's memory stays bounded too.
 func (d *driver) logMetrics(info map[string]any) {
-	if len(d.retry) > 0 {
-		ms := d.retry
-		err := d.call("metric points", func() error { return d.obs.LogMetrics(d.ctx, &observer.MetricsEvent{Metrics: ms, Info: info}) })
-		if err != nil {
-			d.check("metric points", err)
-			return
-		}
-		d.retry = nil
-	}
 	left := d.metrics.points()
 	for first := true; first || left > 0; first = false {
-		ms, err := d.metrics.take(deliverPoints)
-		if err != nil {
+		var ms []observer.MetricSeries
+		if left > 0 && !d.held() {
+			var err error
+			ms, err = d.metrics.take(deliverPoints)
 			d.check("metric points", err)
+			left -= countPoints(ms)
+		} else {
+			left = 0
 		}
-		left -= countPoints(ms)
-		if len(ms) == 0 && !first {
-			return
-		}
-		err = d.call("metric points", func() error { return d.obs.LogMetrics(d.ctx, &observer.MetricsEvent{Metrics: ms, Info: info}) })
+		err := d.call("metric points", func() error { return d.obs.LogMetrics(d.ctx, &observer.MetricsEvent{Metrics: ms, Info: info}) })
 		if err != nil {
-			d.retry = ms
+			// Only an observer without the retry decorator fails here
+			// (the decorator keeps what failed): those points are lost.
 			d.check("metric points", err)
 			return
 		}
 	}
+}
+
+// held tells whether the observer's store holds back enough points that
+// no more should be handed to it for now.
+func (d *driver) held() bool {
+	return d.store != nil && d.store.Pending().Points >= memPoints
 }
 
 // noteInfo passes on the keys the observer added to its copy of the info
@@ -250,6 +256,11 @@ func (d *driver) noteInfo(before, after map[string]any) {
 	if len(changed) > 0 {
 		d.onInfo(changed)
 	}
+}
+
+// pendingHolder is the retry decorator's view of what its store holds.
+type pendingHolder interface {
+	Pending() retry.Pending
 }
 
 func (d *driver) check(op string, err error) {
@@ -288,6 +299,11 @@ func (d *driver) pending() string {
 	d.mu.Unlock()
 	if n := d.metrics.points(); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d metric points", n))
+	}
+	if d.store != nil {
+		if p := d.store.Pending(); !p.Empty() {
+			parts = append(parts, "held after errors: "+p.String())
+		}
 	}
 	if beats > 0 {
 		parts = append(parts, "a heartbeat")
@@ -378,6 +394,7 @@ func newFanout(obs []observer.Observer, spillDir string, warn io.Writer, onInfo 
 			report:  func(op string, err error) { f.reportOnce(o, op, err) },
 			onInfo:  noteInfo,
 			metrics: newBacklog(spillDir),
+			store:   storeOf(o),
 			wake:    make(chan struct{}, 1),
 			done:    make(chan struct{}),
 		}
@@ -385,6 +402,14 @@ func newFanout(obs []observer.Observer, spillDir string, warn io.Writer, onInfo 
 		go d.loop()
 	}
 	return f
+}
+
+// storeOf finds the retry decorator around o, if any.
+func storeOf(o observer.Observer) pendingHolder {
+	if p, ok := observer.As[pendingHolder](o); ok {
+		return p
+	}
+	return nil
 }
 
 // reportOnce prints the first error of each observer; later ones are

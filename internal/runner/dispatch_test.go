@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/retry"
 )
 
 // memOutput is an in-memory observer.Output.
@@ -167,11 +168,14 @@ func TestSlowObserverDoesNotBlockOthersAndLosesNothing(t *testing.T) {
 	}
 }
 
+// Through the retry decorator (as the runner wraps every observer), beats
+// and points that failed arrive later, once each and in order.
 func TestFailedBeatsAreDeliveredAgain(t *testing.T) {
 	r := newRecorder()
 	r.failBeats = 2
-	var warn bytes.Buffer
-	fo := newFanout([]observer.Observer{r}, t.TempDir(), &warn, nil)
+	var events []retry.Event
+	w := retry.Wrap(r, retry.Options{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, Report: func(ev retry.Event) { events = append(events, ev) }})
+	fo := newFanout([]observer.Observer{w}, t.TempDir(), io.Discard, nil)
 	out := &memOutput{}
 	for i := 0; i < 4; i++ {
 		out.Append([]byte{byte('0' + i)})
@@ -179,18 +183,25 @@ func TestFailedBeatsAreDeliveredAgain(t *testing.T) {
 			observer.HeartbeatEvent{Output: out, To: out.Size()})
 		<-r.entered
 	}
-	finish(fo, time.Now().Add(10*time.Second))
+	if late := finish(fo, time.Now().Add(10*time.Second)); len(late) != 0 {
+		t.Fatalf("not finished: %v", late)
+	}
 	if got := r.out.String(); got != "0123" {
 		t.Errorf("output %q, want 0123", got)
 	}
 	if n := len(r.points["m"]); n != 4 {
 		t.Errorf("%d points, want 4", n)
 	}
-	if c := strings.Count(warn.String(), "\n"); c != 1 {
-		t.Errorf("want the error reported once, got:\n%s", warn.String())
+	for i, p := range r.points["m"] {
+		if p.Step != int64(i) {
+			t.Errorf("point %d has step %d", i, p.Step)
+		}
 	}
-	if fo.drivers[0].failed == nil {
-		t.Error("the driver forgot the error")
+	if len(events) == 0 || events[len(events)-1].Err != nil {
+		t.Errorf("the decorator did not report the failures and the recovery: %v", events)
+	}
+	if d := fo.drivers[0]; d.failed != nil || !d.finalOK {
+		t.Errorf("the driver saw an error through the decorator: %v (final ok %v)", d.failed, d.finalOK)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/sacred-go/sacred/internal/capture"
 	"github.com/sacred-go/sacred/internal/childapi"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/retry"
 )
 
 // flushNotice is how long the final flush waits silently before it says
@@ -44,6 +45,12 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 		func() observer.HeartbeatEvent { return r.heartbeat(api, capt, true) }, op, fn)
 	w := &flushWait{r: r, fo: fo, began: began, deadline: deadline, sigs: sigs, interrupted: interrupted}
 	outcome := w.wait(done)
+	if outcome == flushLate {
+		// The final calls' contexts end at the same deadline: let the
+		// observers return on their own, so that what they say is about
+		// the deadline, not about being cut off.
+		waitAtMost(callGrace, done)
+	}
 	if outcome == flushAbandoned {
 		// The observers that are only waiting for their final event
 		// still send it; the others are given up at once.
@@ -160,26 +167,42 @@ func (r *run) summarize(fo *fanout, outcome flushOutcome, status string) bool {
 			// Still inside a call that ignores its context: nothing of
 			// its state may be read.
 			complete = false
-			r.say("observer %s: did not record the end of run %s (still busy after %s): the run stays RUNNING there",
+			r.say("observer %s: run %s stays RUNNING there: its end was not recorded (the observer was still busy after %s)",
 				name, r.id, r.waited(outcome))
 			continue
 		}
+		var held retry.Pending
+		if d.store != nil {
+			held = d.store.Pending()
+		}
 		switch {
 		case d.finalOK && d.failed == nil:
+			if r.troubled(d.obs) {
+				r.say("observer %s: run %s is recorded completely there, after errors", name, r.id)
+			}
 			continue
 		case d.finalOK:
+			// Only an observer without the retry decorator gets here.
 			complete = false
-			r.say("observer %s: run %s was recorded as %s, but parts are missing there: %v", name, r.id, status, oneLine(d.failed))
+			r.say("observer %s: run %s was recorded as %s there, but parts are missing: %v", name, r.id, status, oneLine(d.failed))
+		case d.finalErr != nil && d.store != nil && !held.Final:
+			complete = false
+			r.say("observer %s: run %s was recorded as %s there, but is incomplete: %v", name, r.id, status, oneLine(d.finalErr))
 		case d.finalErr != nil:
 			complete = false
-			r.say("observer %s: the end of run %s was not recorded (%v): the run stays RUNNING there", name, r.id, oneLine(d.finalErr))
+			r.say("observer %s: run %s stays RUNNING there: %v", name, r.id, oneLine(d.finalErr))
 		default:
+			// Abandoned before its final event.
 			complete = false
-			what := "the final status"
-			if len(d.lost) > 0 {
-				what = strings.Join(d.lost, ", ") + " and " + what
+			what := append([]string(nil), d.lost...)
+			if rest := held; !rest.Empty() {
+				rest.Final = false
+				if !rest.Empty() {
+					what = append(what, rest.String())
+				}
 			}
-			r.say("observer %s: %s of run %s not recorded (%s): the run stays RUNNING there", name, what, r.id, r.waited(outcome))
+			what = append(what, "the final status")
+			r.say("observer %s: run %s stays RUNNING there: not recorded (%s): %s", name, r.id, r.waited(outcome), strings.Join(what, ", "))
 		}
 	}
 	return complete

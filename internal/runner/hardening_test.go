@@ -294,3 +294,69 @@ func TestHardening30SlowObserverHoldsBackOnlyItself(t *testing.T) {
 		}
 	}
 }
+
+// deadlineChecker notes every call made without a deadline, or with one
+// further away than its bound.
+type deadlineChecker struct {
+	observer.Base
+	bound map[string]time.Duration
+	mu    sync.Mutex
+	calls []string
+	bad   []string
+}
+
+func (c *deadlineChecker) note(op string, ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, op)
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.bound[op] {
+		c.bad = append(c.bad, op)
+	}
+}
+
+func (c *deadlineChecker) Name() string { return "deadlines" }
+func (c *deadlineChecker) Started(ctx context.Context, ev *observer.StartEvent) (string, error) {
+	c.note("started", ctx)
+	return "1", nil
+}
+func (c *deadlineChecker) LogMetrics(ctx context.Context, _ *observer.MetricsEvent) error {
+	c.note("log_metrics", ctx)
+	return nil
+}
+func (c *deadlineChecker) Heartbeat(ctx context.Context, _ *observer.HeartbeatEvent) error {
+	c.note("heartbeat", ctx)
+	return nil
+}
+func (c *deadlineChecker) Completed(ctx context.Context, _ *observer.CompletedEvent) error {
+	c.note("completed", ctx)
+	return nil
+}
+func (c *deadlineChecker) Close(ctx context.Context) error {
+	c.note("close", ctx)
+	return nil
+}
+
+// Every call to an observer is bounded: beats and metrics by the call
+// timeout, the start by the start timeout, the end by the flush timeout,
+// Close by its own bound. A store that stops answering cannot freeze its
+// observer.
+func TestHardening29EveryCallIsBounded(t *testing.T) {
+	c := &deadlineChecker{bound: map[string]time.Duration{
+		"started": 5 * time.Second, "log_metrics": 5 * time.Second, "heartbeat": 5 * time.Second,
+		"completed": 30 * time.Second, "close": closeTimeout,
+	}}
+	tr := newTestRun(t, []string{"true"}, c)
+	tr.cfg.CallTimeout = 5 * time.Second
+	tr.cfg.StartTimeout = 5 * time.Second
+	tr.cfg.FlushTimeout = 30 * time.Second
+	if code := Run(tr.cfg); code != 0 {
+		t.Fatalf("exit %d: %s", code, tr.messages(t))
+	}
+	want := "started log_metrics heartbeat completed close"
+	if got := strings.Join(c.calls, " "); got != want {
+		t.Fatalf("calls %q, want %q", got, want)
+	}
+	if len(c.bad) > 0 {
+		t.Errorf("calls without a deadline within their bound: %v", c.bad)
+	}
+}

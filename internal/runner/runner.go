@@ -45,7 +45,14 @@ type Config struct {
 	KillAfter    time.Duration // grace between the forwarded signal and SIGKILL
 	StartTimeout time.Duration // per observer, for Started/Queued
 	FlushTimeout time.Duration // for the final beat and event of all observers
-	Strict       bool          // observer trouble changes the exit status to 1
+	// CallTimeout bounds every other call to an observer (a beat, an
+	// artifact, Close); 0 means the retry decorator's default (30s). A
+	// call that times out is kept and tried again, like a failed one.
+	CallTimeout time.Duration
+	// Strict makes the exit status 1 when the child succeeded but some
+	// observer's record of the run is incomplete at the end (the same
+	// rule for every store); a failing child's status is kept.
+	Strict bool
 
 	ResultFile    string
 	MetricPattern string
@@ -65,7 +72,13 @@ type Config struct {
 func Run(cfg Config) int {
 	catchSIGPIPE()
 	msgs := newMessages()
-	r := &run{cfg: cfg, warn: msgs.to(cfg.Stderr), note: msgs.to(cfg.Messages), busy: map[observer.Observer]bool{}}
+	r := &run{
+		cfg:    cfg,
+		warn:   msgs.to(cfg.Stderr),
+		note:   msgs.to(cfg.Messages),
+		busy:   map[observer.Observer]bool{},
+		health: map[observer.Observer]*health{},
+	}
 	code := r.do()
 	msgs.close(messageWait)
 	return code
@@ -92,6 +105,8 @@ type run struct {
 	obs  []observer.Observer
 	id   string
 
+	health map[observer.Observer]*health // per wrapped observer; written before the run starts
+
 	mu   sync.Mutex
 	busy map[observer.Observer]bool // still inside a call: never call or close it again
 }
@@ -110,7 +125,7 @@ func (r *run) info(format string, args ...any) {
 func (r *run) do() int {
 	// An id given with -i is the id every observer must create.
 	r.id = r.cfg.Start.ID
-	r.obs = append([]observer.Observer(nil), r.cfg.Observers...)
+	r.obs = r.wrap(r.cfg.Observers)
 	sort.SliceStable(r.obs, func(i, j int) bool { return r.obs[i].Priority() > r.obs[j].Priority() })
 	defer r.closeAll()
 
