@@ -93,16 +93,20 @@ func newProxy(t *testing.T, target string) *tcpProxy {
 	}
 	p := &tcpProxy{target: target, ln: ln, conns: map[net.Conn]bool{}}
 	p.cond = sync.NewCond(&p.mu)
-	go p.accept()
+	go p.accept(ln)
 	t.Cleanup(func() { p.resume(); p.cut() })
 	return p
 }
 
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+func (p *tcpProxy) addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ln.Addr().String()
+}
 
-func (p *tcpProxy) accept() {
+func (p *tcpProxy) accept(ln net.Listener) {
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -151,12 +155,26 @@ func (p *tcpProxy) resume() {
 }
 
 func (p *tcpProxy) cut() {
-	p.ln.Close()
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ln.Close()
 	for c := range p.conns {
 		c.Close()
 	}
+	p.conns = map[net.Conn]bool{}
+}
+
+// restore listens again on the same address after cut: the server is back.
+func (p *tcpProxy) restore(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", p.addr())
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", p.addr(), err)
+	}
+	p.mu.Lock()
+	p.ln = ln
 	p.mu.Unlock()
+	go p.accept(ln)
 }
 
 // proxiedURL is url with its host replaced by the proxy's address.
@@ -418,7 +436,7 @@ func TestHardening03MetricPatternWithAStalledStoreEnds(t *testing.T) {
 awk 'BEGIN { for (i = 0; i < ` + strconv.Itoa(n) + `; i++) printf "m %d\n", i }'
 echo printed >&2
 exec sleep 1000`
-	w := startWrapper(t, work, "run", "-F", store, "-s", proxiedURL(t, pgURL, p), "--flush-timeout", "30s", "-C", "pipe",
+	w := startWrapper(t, work, "run", "-F", store, "-s", proxiedURL(t, pgURL, p), "--flush-timeout", "10s", "-C", "pipe",
 		"--metric-pattern", `^(?P<name>m) (?P<value>\d+)$`, "--", "sh", "-c", script)
 	w.waitLine("started run 1")
 	p.pause()
@@ -471,5 +489,59 @@ func TestHardening07RunnerSaysTheRunStaysRunning(t *testing.T) {
 	wantStatus(t, readJSON(t, store+"/1/run.json"), "FAILED")
 	if got := sqlStatus(t, db, "1"); got != "RUNNING" {
 		t.Errorf("SQL status %s, want RUNNING", got)
+	}
+}
+
+// A store that fails during the run and comes back gets everything, and
+// the messages say so: no "could not be recorded" after a full recovery,
+// no "completed failed". --strict then keeps the exit status 0.
+func TestHardening26MessagesSayWhatHappenedToTheRecord(t *testing.T) {
+	pgURL, db := freshPostgres(t)
+	p := newProxy(t, mustHost(t, pgURL))
+	work, store := t.TempDir(), t.TempDir()
+	w := startWrapper(t, work, "run", "-F", store, "-s", proxiedURL(t, pgURL, p), "-b", "0.2", "--flush-timeout", "60s", "--strict", "-C", "pipe",
+		"--", "sh", "-c", "read go; sacred log metric loss 0.5; sacred log metric loss 0.25; echo out; read go; exit 0")
+	w.waitLine("started run 1")
+	p.cut()
+	w.send("go")
+	w.waitLine("could not record") // a beat failed while the database was down
+	p.restore(t)
+	w.send("go")
+	if code := w.wait(); code != 0 {
+		t.Fatalf("exit %d, want 0 (--strict, but the record is complete):\n%s", code, w.errText())
+	}
+	stderr := w.errText()
+	for _, bad := range []string{"could not be recorded", "completed failed", "stays RUNNING", "incomplete", "not recorded"} {
+		if strings.Contains(stderr, bad) {
+			t.Errorf("stderr says %q after a full recovery:\n%s", bad, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "recorded completely there, after errors") {
+		t.Errorf("stderr does not say the record is complete after the errors:\n%s", stderr)
+	}
+	if got := sqlStatus(t, db, "1"); got != "COMPLETED" {
+		t.Errorf("SQL status %s, want COMPLETED", got)
+	}
+	if steps := sqlSteps(t, db, "1", "loss"); len(steps) != 2 {
+		t.Errorf("SQL has %d points of loss, want 2", len(steps))
+	}
+	wantStatus(t, readJSON(t, store+"/1/run.json"), "COMPLETED")
+}
+
+// --strict: exit 1 when the child succeeded but a store's record is
+// incomplete at the end; a failing child's status is kept.
+func TestStrictExitsOneWhenARecordIsIncomplete(t *testing.T) {
+	pgURL, _ := freshPostgres(t)
+	for _, child := range []int{0, 3} {
+		p := newProxy(t, mustHost(t, pgURL))
+		w := startWrapper(t, t.TempDir(), "run", "-F", t.TempDir(), "-s", proxiedURL(t, pgURL, p), "--flush-timeout", "1s", "--strict", "-C", "pipe",
+			"--", "sh", "-c", "read go; exit "+strconv.Itoa(child))
+		w.waitLine("started run")
+		p.cut()
+		w.send("go")
+		want := map[int]int{0: 1, 3: 3}[child]
+		if code := w.wait(); code != want {
+			t.Errorf("child exit %d: sacred exit %d, want %d:\n%s", child, code, want, w.errText())
+		}
 	}
 }
