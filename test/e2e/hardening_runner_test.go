@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/sacred-go/sacred/internal/testserver"
 )
 
 // An id given with -i is the run's id in every store, and a taken id
@@ -203,5 +209,38 @@ func TestHardening27StaleTempDirsAreRemoved(t *testing.T) {
 	left, _ = filepath.Glob(filepath.Join(tmp, "sacred-run-*"))
 	if len(left) != 1 || left[0] != live {
 		t.Fatalf("after the next run: %v, want only the live wrapper's %s", left, live)
+	}
+}
+
+// Keys an observer adds to info at the final beat (Mongo's info.metrics
+// pointers) reach the other observers' final records: a run shorter than
+// one beat has them in file storage's info.json too, as under Python
+// Sacred.
+func TestHardening34MongoInfoMetricsReachFileStorage(t *testing.T) {
+	uri := testserver.MongoURI(t)
+	base := strings.TrimSuffix(strings.SplitN(uri, "?", 2)[0], "/")
+	dbName := "e2e_" + strings.ReplaceAll(t.Name(), "/", "_")
+	store := t.TempDir()
+	r := sacred(t, t.TempDir(), []string{pathWithSacred()}, "run", "-m", base+"/"+dbName, "-F", store,
+		"--", "sh", "-c", "sacred log metric loss 0.5 && sacred log metric acc 0.9")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() {
+		c, err := mongodrv.Connect(options.Client().ApplyURI(base + "/"))
+		if err == nil {
+			_ = c.Database(dbName).Drop(context.Background())
+			_ = c.Disconnect(context.Background())
+		}
+	})
+	info := readJSON(t, filepath.Join(store, "1", "info.json"))
+	ms, ok := info["metrics"].([]any)
+	if !ok || len(ms) != 2 {
+		t.Fatalf("info.json of file storage lacks Mongo's two metrics pointers: %v", info)
+	}
+	for _, m := range ms {
+		if p, _ := m.(map[string]any); p["name"] == nil || p["id"] == nil {
+			t.Errorf("pointer %v lacks name or id", m)
+		}
 	}
 }
