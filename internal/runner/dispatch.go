@@ -41,11 +41,11 @@ type driver struct {
 	store pendingHolder
 
 	// Owned by the loop's goroutine; read by others only after done.
-	handedTo int64    // end of the output range of the last beat handed over
-	failed   error    // the first error a call returned
-	lost     []string // what was not recorded, for the summary
-	finalErr error    // the final event's error
-	finalOK  bool     // the final event was recorded
+	handedTo int64         // end of the output range of the last beat handed over
+	failed   error         // the first error a call returned
+	dropped  retry.Pending // what an abandoned driver never handed over
+	finalErr error         // the final event's error
+	finalOK  bool          // the final event was recorded
 }
 
 type itemKind int
@@ -135,17 +135,13 @@ func (d *driver) loop() {
 
 // dropQueue notes what an abandoned driver leaves unrecorded; d.mu held.
 func (d *driver) dropQueue() {
-	if n := d.metrics.points(); n > 0 {
-		d.lost = append(d.lost, fmt.Sprintf("%d metric points", n))
-	}
+	d.dropped.Points += d.metrics.points()
 	for _, it := range d.queue {
 		switch it.kind {
 		case kindBeat:
-			d.lost = append(d.lost, "the last heartbeat (info, result, output)")
-		case kindArtifact:
-			d.lost = append(d.lost, "artifact "+it.artifact.Name)
-		case kindResource:
-			d.lost = append(d.lost, "resource "+it.resource.Path)
+			d.dropped.Beat = true
+		case kindArtifact, kindResource:
+			d.dropped.Files++
 		case kindSync:
 			it.sync.beaten.Done()
 		}
@@ -276,45 +272,36 @@ func (d *driver) check(op string, err error) {
 // pending says what the observer has not recorded yet, for the messages
 // of a long flush.
 func (d *driver) pending() string {
+	var queued retry.Pending
 	d.mu.Lock()
 	var parts []string
 	if d.current != "" {
-		parts = append(parts, "recording "+d.current)
+		parts = append(parts, "busy with "+d.current)
 	}
 	if d.waiting {
 		parts = append(parts, "waiting for the other observers")
 	}
-	var beats, files int
-	final := ""
 	for _, it := range d.queue {
 		switch it.kind {
 		case kindBeat:
-			beats++
+			queued.Beat = true
 		case kindArtifact, kindResource:
-			files++
+			queued.Files++
 		case kindFinal:
-			final = it.finalOp
+			queued.Final = true
 		}
 	}
 	d.mu.Unlock()
-	if n := d.metrics.points(); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d metric points", n))
+	queued.Points = d.metrics.points()
+	if !queued.Empty() {
+		parts = append(parts, "still to send: "+queued.String())
 	}
 	if d.store != nil {
 		if p := d.store.Pending(); !p.Empty() {
-			parts = append(parts, "held after errors: "+p.String())
+			parts = append(parts, "kept after errors: "+p.String())
 		}
 	}
-	if beats > 0 {
-		parts = append(parts, "a heartbeat")
-	}
-	if files > 0 {
-		parts = append(parts, fmt.Sprintf("%d artifacts or resources", files))
-	}
-	if final != "" {
-		parts = append(parts, "the final status")
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ")
 }
 
 func countPoints(ms []observer.MetricSeries) int64 {
@@ -600,7 +587,7 @@ func (f *fanout) pending() []string {
 		if p == "" {
 			p = "finishing"
 		}
-		out = append(out, fmt.Sprintf("%s: %s", d.obs.Name(), p))
+		out = append(out, d.obs.Name()+": "+p)
 	}
 	return out
 }

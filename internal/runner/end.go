@@ -52,12 +52,16 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 		waitAtMost(callGrace, done)
 	}
 	if outcome == flushAbandoned {
+		r.quiet.Store(true)
 		// The observers that are only waiting for their final event
 		// still send it; the others are given up at once.
 		fo.cutBehind()
 		release()
 		waitAtMost(callGrace, done)
 	}
+	// What the observers report from now on is about being cut off; the
+	// summary below says what it means for their records.
+	r.quiet.Store(true)
 	busy := fo.stop(callGrace)
 	r.mu.Lock()
 	for _, o := range busy {
@@ -128,7 +132,7 @@ func (w *flushWait) wait(done <-chan struct{}) flushOutcome {
 			return flushLate
 		case <-notice:
 			w.noticed = true
-			w.r.say("waiting up to %s for the observers to record the end of run %s; pending: %s (interrupt to stop waiting)",
+			w.r.say("waiting up to %s for the observers to record the end of run %s (interrupt to stop waiting); pending:%s",
 				time.Until(w.deadline).Round(time.Second), w.r.id, w.pending())
 		case s := <-w.sigs:
 			if w.interrupted {
@@ -137,18 +141,20 @@ func (w *flushWait) wait(done <-chan struct{}) flushOutcome {
 				return flushAbandoned
 			}
 			w.interrupted = true
-			w.r.say("%s: still waiting up to %s for the observers to record the end of run %s; pending: %s; interrupt again to stop waiting (what is pending is then not recorded)",
+			w.r.say("%s: still waiting up to %s for the observers to record the end of run %s; interrupt again to stop waiting (what is pending is then not recorded); pending:%s",
 				signalLabel(s), time.Until(w.deadline).Round(time.Second), w.r.id, w.pending())
 		}
 	}
 }
 
+// pending lists what each unfinished observer still has to record, one
+// observer per line.
 func (w *flushWait) pending() string {
 	p := w.fo.pending()
 	if len(p) == 0 {
-		return "nothing"
+		return " nothing"
 	}
-	return strings.Join(p, "; ")
+	return "\nsacred:   " + strings.Join(p, "\nsacred:   ")
 }
 
 func signalLabel(s os.Signal) string {
@@ -194,15 +200,12 @@ func (r *run) summarize(fo *fanout, outcome flushOutcome, status string) bool {
 		default:
 			// Abandoned before its final event.
 			complete = false
-			what := append([]string(nil), d.lost...)
-			if rest := held; !rest.Empty() {
-				rest.Final = false
-				if !rest.Empty() {
-					what = append(what, rest.String())
-				}
-			}
-			what = append(what, "the final status")
-			r.say("observer %s: run %s stays RUNNING there: not recorded (%s): %s", name, r.id, r.waited(outcome), strings.Join(what, ", "))
+			what := held
+			what.Points += d.dropped.Points
+			what.Files += d.dropped.Files
+			what.Beat = what.Beat || d.dropped.Beat
+			what.Final = true
+			r.say("observer %s: run %s stays RUNNING there: not recorded (%s): %s", name, r.id, r.waited(outcome), what)
 		}
 	}
 	return complete

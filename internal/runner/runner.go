@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sacred-go/sacred/internal/capture"
@@ -106,6 +107,7 @@ type run struct {
 	id   string
 
 	health map[observer.Observer]*health // per wrapped observer; written before the run starts
+	quiet  atomic.Bool                   // the flush is over: failures are no longer reported one by one
 
 	mu   sync.Mutex
 	busy map[observer.Observer]bool // still inside a call: never call or close it again

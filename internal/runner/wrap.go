@@ -41,6 +41,9 @@ func (r *run) wrap(obs []observer.Observer) []observer.Observer {
 // reportStore turns a failure or a recovery of one store into a message:
 // the first failure after a healthy spell, and the recovery.
 func (r *run) reportStore(h *health, ev retry.Event) {
+	if r.quiet.Load() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
