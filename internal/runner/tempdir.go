@@ -34,7 +34,8 @@ func makeTempDir() (string, error) {
 	// partial pid (which could name a dead process and get a live
 	// wrapper's directory removed).
 	tmp := filepath.Join(dir, ownerFile+".new")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err == nil {
+	err = os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, ownerFile))
 	}
 	if err != nil {
