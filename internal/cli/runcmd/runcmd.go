@@ -62,7 +62,6 @@ type RunOptions struct {
 	// sources are recorded by md5 and size only.
 	MaxSourceSize int64
 	// Unbuffered asks for PYTHONUNBUFFERED=1 in the child's environment.
-	// TODO(lead): pass it as runner.Config.Unbuffered once the runner has it.
 	Unbuffered bool
 
 	// Updates are the words after `with`; Config, ConfigUpdates,
@@ -272,6 +271,7 @@ func Run(o *RunOptions) int {
 		Stdout:        o.Stdout,
 		Stderr:        o.Stderr,
 		Env:           o.Env,
+		Unbuffered:    o.Unbuffered,
 		Messages:      lg.infoWriter(),
 	})
 }
