@@ -98,7 +98,7 @@ func fieldEnd(src string, start int) (int, error) {
 		case c == '[':
 			inKey = true
 		case c == '{':
-			return 0, fmt.Errorf("%s...: a field inside a field (such as {x:{width}}) is not supported", src[start:i])
+			return 0, fmt.Errorf("%s...: expected '}' before '{' (a field inside a field, such as {x:{width}}, is not supported)", src[start:i])
 		case c == '}':
 			return i, nil
 		}
