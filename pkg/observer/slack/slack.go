@@ -175,6 +175,12 @@ func New(_ context.Context, cfg Config, _ observer.Settings) (*Observer, error) 
 // Name is "slack FILE": the webhook URL is a secret.
 func (o *Observer) Name() string { return "slack " + o.cfg.Path }
 
+// Close releases the connections kept open for the next message.
+func (o *Observer) Close(context.Context) error {
+	o.client.CloseIdleConnections()
+	return nil
+}
+
 // Priority is the file's priority, 10 by default as in Sacred.
 func (o *Observer) Priority() int { return o.cfg.Priority }
 
