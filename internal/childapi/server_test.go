@@ -329,7 +329,7 @@ func TestBadInput(t *testing.T) {
 		{`{"kind":"result"}`, `result without "value"`},
 		{`{"kind":"artifact"}`, `artifact without "path"`},
 		{`{"kind":"artifact","path":"missing.pt"}`, "missing.pt does not exist"},
-		{`{"kind":"artifact","path":"adir"}`, "is not a regular file"},
+		{`{"kind":"artifact","path":"adir"}`, "is a directory, not a regular file"},
 		{`{"kind":"artifact","path":"ok.txt","name":"../escape.txt"}`, "escapes the run directory"},
 		{`{"kind":"artifact","path":"ok.txt","name":"a/../../escape.txt"}`, "escapes the run directory"},
 		{`{"kind":"artifact","path":"ok.txt","name":"/etc/passwd"}`, "is absolute"},
@@ -625,4 +625,30 @@ func TestReadResultFile(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", filepath.Base(tc.path), err, tc.want)
 		}
 	}
+}
+
+// A TMPDIR too deep for a Unix socket path must not stop the run: the
+// socket directory goes to /tmp instead.
+func TestListenWithDeepTempDir(t *testing.T) {
+	deep := t.TempDir()
+	for len(deep) < 2*maxSocketPath {
+		deep = filepath.Join(deep, "a-rather-long-directory-name")
+	}
+	if err := os.MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Listen(Options{Dir: deep, Cwd: deep})
+	if err != nil {
+		t.Fatalf("Listen under a %d-byte directory: %v", len(deep), err)
+	}
+	defer s.Cleanup()
+	defer s.Close()
+	if len(s.Path()) > maxSocketPath {
+		t.Fatalf("socket path %q is %d bytes", s.Path(), len(s.Path()))
+	}
+	c, err := net.Dial("unix", s.Path())
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.Path(), err)
+	}
+	c.Close()
 }

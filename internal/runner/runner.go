@@ -189,6 +189,9 @@ func (r *run) start() int {
 	if err != nil {
 		return r.abortStart(fmt.Errorf("start the child API: %w", err), ExitSetupFailed)
 	}
+	// The socket directory may be outside tmp (a TMPDIR too deep for a
+	// socket path).
+	defer api.Cleanup()
 
 	capt, err := capture.New(capture.Options{
 		Mode:      cfg.Capture,
