@@ -143,7 +143,7 @@ func checkURL(raw string) error {
 		return errors.New("not a valid URL")
 	}
 	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return errors.New("want an http(s) URL such as https://hooks.slack.com/services/...")
+		return errors.New("want an http(s) URL such as https://hooks.slack.com/services/T…/B…/…")
 	}
 	return nil
 }
