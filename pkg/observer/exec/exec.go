@@ -34,6 +34,11 @@ const Option = "observer_exec"
 // is handed no id chooses it.
 const FlagPriority = "observer-exec-priority"
 
+// callBound bounds a call whose context has no deadline, as the retry
+// decorator's call timeout would: a process that hangs must not hold a
+// run for ever.
+const callBound = 30 * time.Second
+
 // closeGrace bounds how long Close waits for the process to exit after
 // its input is closed, when the context gives no deadline.
 const closeGrace = 5 * time.Second
@@ -128,6 +133,11 @@ func (o *Observer) call(ctx context.Context, doc *eventjson.Document) (*answer, 
 	line, err := eventjson.Encode(doc)
 	if err != nil {
 		return nil, fmt.Errorf("observer-exec: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callBound)
+		defer cancel()
 	}
 	raw, err := o.proc.exchange(ctx, doc.Event, line)
 	if err != nil {
