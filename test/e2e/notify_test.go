@@ -379,3 +379,46 @@ func TestNotifyExecExampleAndWebhookMatchFileStore(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyStalledSinksDoNotHoldExit: through the binary, a Slack webhook
+// and a Telegram Bot API that accept and never answer, and a webhook
+// receiver and an exec observer that stop answering after the start (at
+// the start they are stores: failing it stops the run), do not keep
+// the wrapper past --flush-timeout (plus the bounded close); it exits with
+// the child's status and says which observers did not record the end.
+func TestNotifyStalledSinksDoNotHoldExit(t *testing.T) {
+	release := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Sacred-Event") == "started" {
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); stalled.Close() })
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "slack.json"), []byte(`{"webhook_url": "`+stalled.URL+`/hook"}`), 0o600)
+	os.WriteFile(filepath.Join(dir, "telegram.json"), []byte(`{"token": "1:x", "chat_id": 1, "api_url": "`+stalled.URL+`"}`), 0o600)
+	res := sacredNoHang(t, dir, nil, "run", "-F", "runs", "--flush-timeout", "1s",
+		"--slack", "slack.json", "--telegram", "telegram.json", "--webhook", stalled.URL+"/events",
+		"--observer-exec", `read line; echo '{"ok": true}'; sleep 600`,
+		"--", "sh", "-c", "exit 7")
+	if res.code != 7 {
+		t.Fatalf("exit %d, want the child's 7\n%s", res.code, res.stderr)
+	}
+	for _, name := range []string{"slack slack.json", "webhook " + stalled.URL + "/events", "observer-exec read line;"} {
+		if !strings.Contains(res.stderr, "observer "+name) {
+			t.Errorf("stderr does not name the observer %q:\n%s", name, res.stderr)
+		}
+	}
+	t.Logf("stderr:\n%s", res.stderr)
+	if !strings.Contains(res.stderr, "sending the started message") {
+		t.Errorf("no warning about Telegram's start message:\n%s", res.stderr)
+	}
+	runs := readRuns(t, filepath.Join(dir, "runs"))
+	if len(runs) != 1 || runs[0].status != "FAILED" {
+		t.Errorf("the file store's run: %+v", runs)
+	}
+}

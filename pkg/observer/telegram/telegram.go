@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -44,6 +45,10 @@ const (
 	DefaultInterruptedText = "⚠ *{experiment[name]}* interrupted after _{elapsed_time}_"
 	DefaultFailedText      = "❌ *{experiment[name]}* failed after _{elapsed_time}_ with `{error}`\n\nBacktrace:\n```{backtrace}```"
 )
+
+// startedBound bounds the started message, which holds the start of the
+// run's command and is best effort.
+const startedBound = 5 * time.Second
 
 // maxText is the Bot API's limit on a message, in characters.
 const maxText = 4096
@@ -289,6 +294,8 @@ func (o *Observer) Started(ctx context.Context, ev *observer.StartEvent) (string
 		return "", fmt.Errorf("%w (in %s)", err, o.cfg.Path)
 	}
 	o.vars = vars
+	ctx, cancel := context.WithTimeout(ctx, startedBound)
+	defer cancel()
 	if err := o.send(ctx, notify.Started, vars, true); err != nil {
 		fmt.Fprintf(o.warn, "sacred: %v; the run goes on\n", err)
 	}
