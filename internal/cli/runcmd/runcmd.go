@@ -127,6 +127,7 @@ func longHelp(kinds []observer.Kind) string {
 			flags = append(flags, "--"+k.Option)
 		}
 		vars = append(vars, k.EnvVar())
+		vars = append(vars, k.Env...)
 	}
 	observers := "the observers chosen with " + strings.Join(flags, ", ")
 	if len(flags) == 0 {
