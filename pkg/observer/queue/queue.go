@@ -55,7 +55,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultStartWait   = 3 * time.Second
+	DefaultStartWait   = 2 * time.Second
 	DefaultCallTimeout = 30 * time.Second
 	DefaultMinBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff  = 30 * time.Second
@@ -78,7 +78,7 @@ type Options struct {
 	Warn io.Writer
 
 	// StartWait bounds the wait for the store to record the start
-	// (default 3s); the run starts after it with a provisional id.
+	// (default 2s); the run starts after it with a provisional id.
 	StartWait time.Duration
 	// CallTimeout bounds every call to the wrapped observer (default 30s).
 	CallTimeout time.Duration
@@ -424,11 +424,8 @@ func (q *Observer) finish(ctx context.Context, typ byte, d doc) error {
 		}
 	default:
 	}
-	cause := q.w.lastError()
-	if cause == nil {
-		cause = ctx.Err()
-	}
-	return fmt.Errorf("not yet recorded in %s: the journal %s keeps the rest of the run (last error: %v)", q.storeName(), q.j.path, cause)
+	// The last error of the store comes in Close's message.
+	return fmt.Errorf("not yet recorded in %s: the journal %s keeps the rest of the run", q.storeName(), q.j.path)
 }
 
 // Close stops the worker, closes the wrapped observer and the journal, and
