@@ -286,6 +286,9 @@ func (w *worker) ensureOpen(ctx context.Context) bool {
 			break
 		}
 		if ctx.Err() != nil {
+			if w.lastError() == nil {
+				w.setErr(err) // the store's words say more than the deadline
+			}
 			return false
 		}
 		w.setErr(err)
