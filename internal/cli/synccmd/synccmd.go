@@ -37,7 +37,9 @@ type store struct {
 	value string
 }
 
-func (s store) name() string { return strings.TrimSpace(s.kind.Title + " " + s.kind.RedactValue(s.value)) }
+func (s store) name() string {
+	return strings.TrimSpace(s.kind.Title + " " + s.kind.RedactValue(s.value))
+}
 
 // SyncOptions are the parsed arguments of one `sacred sync`.
 type SyncOptions struct {
