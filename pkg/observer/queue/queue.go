@@ -58,7 +58,7 @@ const (
 	DefaultStartWait   = 2 * time.Second
 	DefaultCallTimeout = 30 * time.Second
 	DefaultMinBackoff  = 500 * time.Millisecond
-	DefaultMaxBackoff  = 30 * time.Second
+	DefaultMaxBackoff  = 10 * time.Second
 	DefaultMaxAttempts = 5
 )
 
@@ -83,7 +83,7 @@ type Options struct {
 	// CallTimeout bounds every call to the wrapped observer (default 30s).
 	CallTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
-	// 0.5s and 30s); it doubles from one to the other, with jitter.
+	// 0.5s and 10s); it doubles from one to the other, with jitter.
 	MinBackoff, MaxBackoff time.Duration
 	// MaxAttempts is how many times in a row the store may refuse an event
 	// before it goes to the dead-letter file (default 5).
@@ -409,6 +409,9 @@ func (q *Observer) finish(ctx context.Context, typ byte, d doc) error {
 			return err
 		}
 		q.final = true
+		// The end is near: a store that came back should not wait out
+		// the worker's backoff.
+		q.w.wake()
 	}
 	select {
 	case <-q.w.done:

@@ -120,6 +120,7 @@ type worker struct {
 	opened     bool
 
 	done chan struct{}
+	kick chan struct{} // ends a backoff early: the run is ending
 }
 
 func newWorker(j *journal, open Opener, opt *Options, target, name string, st ackState, live bool) *worker {
@@ -131,7 +132,7 @@ func newWorker(j *journal, open Opener, opt *Options, target, name string, st ac
 		j: j, open: open, opt: opt, target: target, name: name, st: st, live: live,
 		out: outputIndex{r: j.f}, blobs: blobIndex{r: j.f}, indexedTo: int64(len(magic)),
 		extracted: map[uint64]string{}, added: map[string]any{},
-		firstTry: make(chan struct{}), done: make(chan struct{}),
+		firstTry: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	return w
 }
@@ -366,15 +367,25 @@ func (w *worker) backoff(attempt int) time.Duration {
 	return d
 }
 
-// sleep waits d, or less when ctx is done (then false).
+// sleep waits d, or less when kicked, or when ctx is done (then false).
 func (w *worker) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
+	case <-w.kick:
+		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// wake makes a worker in backoff try again now.
+func (w *worker) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
 	}
 }
 
