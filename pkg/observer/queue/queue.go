@@ -480,7 +480,7 @@ func (q *Observer) report() {
 		warn("run %s is run %s in %s", q.runID, st.ID, q.storeName())
 	}
 	if st.Dead > 0 {
-		warn("%d events of run %s could not be recorded in %s: they are in the dead-letter file %s (the journal %s is kept)", st.Dead, q.runID, q.storeName(), deadPath(q.j.path), q.j.path)
+		warn("run %s: %s could not be recorded in %s: see the dead-letter file %s (the journal %s is kept)", q.runID, events(st.Dead), q.storeName(), deadPath(q.j.path), q.j.path)
 	}
 	if st.Done {
 		return
@@ -492,11 +492,11 @@ func (q *Observer) report() {
 	} else if err := q.w.lastError(); err != nil {
 		why = fmt.Sprintf(" (last error: %v)", err)
 	}
-	noun := "events"
+	verb := "are"
 	if left == 1 {
-		noun = "event"
+		verb = "is"
 	}
-	warn("%d %s of run %s are not yet recorded in %s%s; the journal %s keeps them", left, noun, q.runID, q.storeName(), why, q.j.path)
+	warn("%s of run %s %s not yet recorded in %s%s; the journal %s keeps them", events(int64(left)), q.runID, verb, q.storeName(), why, q.j.path)
 	cmd := "sacred sync " + shellQuote(q.j.path)
 	if q.opt.Secret {
 		warn("replay them with: %s (it needs the password that the journal does not keep: set %s, or give --%s with the full value after the journal)", cmd, observer.EnvVar(q.opt.Option), q.opt.Option)
@@ -511,4 +511,12 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// events counts events in words: "1 event", "3 events".
+func events(n int64) string {
+	if n == 1 {
+		return "1 event"
+	}
+	return fmt.Sprintf("%d events", n)
 }

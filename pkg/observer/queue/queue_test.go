@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,7 +316,7 @@ func TestRefusedEventGoesToTheDeadLetterFile(t *testing.T) {
 		t.Errorf("dead letters:\n%s", dead)
 	}
 	msg := warn.String()
-	if strings.Count(msg, "will never take artifact model.bin") != 1 || !strings.Contains(msg, "1 events of run 1 could not be recorded") {
+	if strings.Count(msg, "will never take artifact model.bin") != 1 || !strings.Contains(msg, "run 1: 1 event could not be recorded") {
 		t.Errorf("warnings:\n%s", msg)
 	}
 	if _, err := os.Stat(q.Path()); err != nil {
@@ -534,6 +536,8 @@ func TestUnreachable(t *testing.T) {
 		{context.DeadlineExceeded, true},
 		{fmt.Errorf("mongo: insert: server selection error: server selection timeout, current topology: ..."), true},
 		{errors.New("refused: too large"), false},
+		{&os.LinkError{Op: "rename", Old: "a", New: "b", Err: syscall.EEXIST}, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route")}, true},
 		{fmt.Errorf("x: %w", observer.ErrIDTaken), false},
 	} {
 		if got := unreachable(c.err); got != c.want {

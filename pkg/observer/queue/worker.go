@@ -65,8 +65,15 @@ func unreachable(err error) bool {
 		errors.Is(err, syscall.ENETUNREACH) {
 		return true
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
+	// Not net.Error: every syscall.Errno has its methods, "file exists"
+	// too.
+	var oe *net.OpError
+	var de *net.DNSError
+	if errors.As(err, &oe) || errors.As(err, &de) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
 		return true
 	}
 	// Drivers label their network errors (MongoDB's NetworkError).
