@@ -792,8 +792,8 @@ func (w *worker) sendArtifact(ctx context.Context, inner observer.Observer, a *a
 	if err := w.call(ctx, func(ctx context.Context) error { return inner.Artifact(ctx, &ev) }); err != nil {
 		return err
 	}
-	_ = os.Remove(path)
-	delete(w.extracted, a.blob)
+	// The file stays until the worker ends, as the runner's private copy
+	// stays until the run ends: a store may read it later.
 	w.blobs.drop(a.blob)
 	w.st.Next = next
 	w.ack()
