@@ -29,6 +29,8 @@ type fakeDB struct {
 	downAfter int
 	ok        int
 	resumable bool
+	// onDown is called when downAfter takes the store down.
+	onDown func()
 }
 
 type fakeRun struct {
@@ -66,6 +68,9 @@ func (db *fakeDB) check(op string) error {
 	if db.downAfter > 0 && db.ok >= db.downAfter {
 		db.down = true
 		db.downAfter = 0
+		if db.onDown != nil {
+			db.onDown()
+		}
 	}
 	return nil
 }

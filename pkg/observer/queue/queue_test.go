@@ -423,7 +423,8 @@ func TestReplayAgainSendsOnlyTheRest(t *testing.T) {
 	path, w := journalOfDownRun(t, db, opt)
 	db.resumable = true
 	db.downAfter = 4 // start, metrics, a beat, the artifact
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	db.onDown = cancel // the replay gives up when the store goes away
 	res, err := Replay(ctx, path, []Target{target(db)}, opt)
 	cancel()
 	if err != nil {
@@ -450,7 +451,8 @@ func TestReplayWithoutResumeKeepsTheJournal(t *testing.T) {
 	opt := testOptions(t, &syncBuffer{})
 	path, _ := journalOfDownRun(t, db, opt)
 	db.downAfter = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	db.onDown = cancel
 	if _, err := Replay(ctx, path, []Target{target(db)}, opt); err != nil {
 		t.Fatal(err)
 	}
@@ -482,8 +484,10 @@ func TestTakenIDFailsTheStart(t *testing.T) {
 		t.Fatalf("Started with a taken id: %v", err)
 	}
 	closeQueue(t, q)
-	if _, err := os.Stat(q.Path()); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("journal of a run that never started: %v", err)
+	for _, p := range []string{q.Path(), deadPath(q.Path()), lockPath(q.Path())} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s of a run that never started: %v", p, err)
+		}
 	}
 }
 

@@ -413,18 +413,22 @@ func (w *worker) deliver(ctx context.Context, off int64, typ byte, payload []byt
 			return 0, false
 		}
 		after, op, err := w.try(ctx, off, typ, payload, next)
-		if typ == recStarted || typ == recQueued {
-			w.tried()
-		}
+		isStart := typ == recStarted || typ == recQueued
 		if err == nil {
 			w.refused = 0
 			w.setErr(nil)
+			if isStart {
+				w.tried() // after sendStart noted the id
+			}
 			return after, true
 		}
 		if ctx.Err() != nil {
 			return 0, false
 		}
 		w.setErr(fmt.Errorf("%s: %w", op, err))
+		if isStart && !isPermanent(err) {
+			w.tried()
+		}
 		perm := isPermanent(err)
 		if !perm {
 			if w.opt.Transient(err) {
@@ -436,15 +440,17 @@ func (w *worker) deliver(ctx context.Context, off int64, typ byte, payload []byt
 		}
 		if perm {
 			w.refused = 0
-			if typ == recStarted || typ == recQueued {
+			if isStart {
 				w.mu.Lock()
 				w.startErr = err
 				w.mu.Unlock()
+				w.tried()
+				// Not a dead letter: the journal keeps the whole run, for
+				// another store (sync), or the run never starts (live).
 				w.block(fmt.Errorf("%s refused the start of the run: %w", w.name, err))
-				w.dead(off, after, op, err, false)
 				return 0, false
 			}
-			w.dead(off, after, op, err, true)
+			w.dead(off, after, op, err)
 			return after, true
 		}
 		if !w.sleep(ctx, w.backoff(attempt)) {
@@ -816,9 +822,9 @@ func (w *worker) ack() {
 	}
 }
 
-// dead copies the event at [off, after) to the dead-letter file and warns
-// once; skip notes it as done, so that the worker goes on after it.
-func (w *worker) dead(off, after int64, op string, cause error, skip bool) {
+// dead copies the event at [off, after) to the dead-letter file, warns
+// once, and notes it as done, so that the worker goes on after it.
+func (w *worker) dead(off, after int64, op string, cause error) {
 	var docs []any
 	end, _ := w.j.snapshot()
 	for p := off; p < after && p < end; {
@@ -849,12 +855,10 @@ func (w *worker) dead(off, after int64, op string, cause error, skip bool) {
 		kept = fmt.Sprintf("it could not be written to the dead-letter file %s (%v); the journal %s keeps it", path, err, w.j.path)
 	}
 	w.warnf("%s will never take %s of run %s (%v); %s", w.name, op, w.runID(), cause, kept)
-	if skip {
-		w.st.Dead++
-		w.st.Next = max(w.st.Next, after)
-		w.st.Metrics = max(w.st.Metrics, after)
-		w.ack()
-	}
+	w.st.Dead++
+	w.st.Next = max(w.st.Next, after)
+	w.st.Metrics = max(w.st.Metrics, after)
+	w.ack()
 }
 
 // runID names the run in messages: its id in the store, or the journal's.
