@@ -89,6 +89,7 @@ func (o *RunOptions) defineFlags(fs *pflag.FlagSet, kinds []observer.Kind) {
 		}
 	}
 	cmdutil.MarkConfigurable(fs, conf...)
+	o.defineJournalFlags(fs, kinds)
 }
 
 func orDefault(s, def string) string {

@@ -61,6 +61,11 @@ type RunOptions struct {
 	// MaxSourceSize is the source size cap (--max-source-size): larger
 	// sources are recorded by md5 and size only.
 	MaxSourceSize int64
+	// Journal names the observers whose events go through the durable
+	// queue (--journal, see journal.go); JournalDir is where the journals
+	// go.
+	Journal    string
+	JournalDir string
 	// Unbuffered asks for PYTHONUNBUFFERED=1 in the child's environment.
 	Unbuffered bool
 
@@ -301,9 +306,17 @@ func (o *RunOptions) buildObservers(lg *logger) ([]observer.Observer, int) {
 			_ = ob.Close(ctx)
 		}
 	}
+	journaled := false
 	for _, k := range o.kinds {
 		for _, val := range o.Observers[k.Option] {
-			ob, err := k.OpenObserver(ctx, val, settings)
+			var ob observer.Observer
+			var err error
+			if o.journaled(k) {
+				ob, err = o.openJournaled(k, val, settings)
+				journaled = true
+			} else {
+				ob, err = k.OpenObserver(ctx, val, settings)
+			}
 			if err != nil {
 				closeAll()
 				lg.errorf("%s %s: %v", o.origin(k), k.RedactValue(val), err)
@@ -312,6 +325,9 @@ func (o *RunOptions) buildObservers(lg *logger) ([]observer.Observer, int) {
 			lg.debugf("observer %s", ob.Name())
 			obs = append(obs, ob)
 		}
+	}
+	if o.Journal != "" && o.Journal != journalNone && !journaled {
+		lg.infof("--journal: no observer of this run talks to a server, so none is journaled (name one to journal it anyway, e.g. --journal=file_storage)")
 	}
 	return obs, 0
 }
