@@ -149,8 +149,7 @@ func TestHardening03MetricPatternLaggingObserverTimeout(t *testing.T) {
 	}
 
 	// A million metric lines: far more than the points the wrapper holds
-	// for a lagging observer (100,000) plus those it keeps pending
-	// (200,000), so the scraper meets its bound; then the child idles
+	// in memory for a lagging observer (100,000); then the child idles
 	// until the timeout stops it.
 	r := sacredNoHang(t, dir, nil, "run", "-F", "runs", "-s", url,
 		"--metric-pattern", `^(?P<name>loss) (?P<value>\S+)$`, "--timeout", "5s", "--flush-timeout", "15s",
@@ -164,9 +163,21 @@ func TestHardening03MetricPatternLaggingObserverTimeout(t *testing.T) {
 		t.Fatalf("runs %v", ids)
 	}
 	wantStatus(t, readJSON(t, filepath.Join(dir, "runs", ids[0], "run.json")), "TIMEOUT")
-	if !strings.Contains(r.stderr, "scraped points are dropped until they catch up") ||
-		!strings.Contains(r.stderr, "scraped metric point(s) were not recorded") {
-		t.Errorf("stderr does not say that scraped points were dropped:\n%s", r.stderr)
+	// The runner takes the scraped points at every beat into each
+	// observer's own backlog (spilled to disk while PostgreSQL lags), so
+	// the tap's bound is never met: none is dropped, and the store that
+	// keeps up has every one.
+	if strings.Contains(r.stderr, "dropped") || strings.Contains(r.stderr, "were not recorded") && strings.Contains(r.stderr, "scraped") {
+		t.Errorf("scraped points were dropped:\n%s", r.stderr)
+	}
+	var metrics map[string]struct {
+		Steps []int64 `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "runs", ids[0], "metrics.json"))), &metrics); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(metrics["loss"].Steps); n != 1000000 {
+		t.Errorf("file storage has %d points of loss, want 1000000", n)
 	}
 }
 
