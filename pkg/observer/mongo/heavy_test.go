@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -335,7 +336,7 @@ func TestServerDownAtStart(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	start := time.Now()
-	_, err = Open(ctx, "mongodb://alice:Hunter22@"+addr+"/lab?serverSelectionTimeoutMS=300", observer.Settings{})
+	_, err = openValue("mongodb://alice:Hunter22@" + addr + "/lab?serverSelectionTimeoutMS=300")
 	if err == nil {
 		t.Fatal("Open succeeded with no server")
 	}
@@ -349,7 +350,7 @@ func TestServerDownAtStart(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 	// Sacred's ambiguous form gets a hint.
-	_, err = Open(ctx, "mydb.mycoll:1", observer.Settings{})
+	_, err = openValue("mydb.mycoll:1")
 	if err == nil || !strings.Contains(err.Error(), "read as HOST:PORT") {
 		t.Errorf("ambiguous form: %v", err)
 	}
@@ -361,12 +362,12 @@ func TestCredentialsNeverStored(t *testing.T) {
 	s := newStore(t)
 	const pw = "Pa55wordSecret"
 	spec := strings.Replace(s.spec(""), "mongodb://", "mongodb://sacred:"+pw+"@", 1)
-	cfg, err := ParseSpec(spec)
+	cfg, err := ParseConfig(spec)
 	must(t, err)
 	if s.srv != nil {
 		// The embedded FerretDB has no users: connect without them, but
 		// keep the configuration (and its redaction) of the URI with them.
-		plain, err := ParseSpec(s.spec(""))
+		plain, err := ParseConfig(s.spec(""))
 		must(t, err)
 		cfg.URI = plain.URI
 	}
@@ -414,4 +415,14 @@ func TestCredentialsNeverStored(t *testing.T) {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// openValue opens an observer from an -m value through the registered
+// kind, as the command line does.
+func openValue(value string) (observer.Observer, error) {
+	k, ok := observer.Lookup("mongo_db")
+	if !ok {
+		return nil, errors.New("mongo_db is not registered")
+	}
+	return k.OpenObserver(ctx, value, observer.Settings{})
 }

@@ -63,7 +63,7 @@ func (s *store) spec(extra string) string {
 
 func (s *store) open(t testing.TB, extra string, warn io.Writer) *Observer {
 	t.Helper()
-	cfg, err := ParseSpec(s.spec(extra))
+	cfg, err := ParseConfig(s.spec(extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,11 @@ func (s *store) open(t testing.TB, extra string, warn io.Writer) *Observer {
 
 func (s *store) reader(t testing.TB) *Reader {
 	t.Helper()
-	r, err := NewReader(context.Background(), s.spec(""))
+	cfg, err := ParseConfig(s.spec(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), cfg, observer.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +379,7 @@ func TestGivenAndOverwrittenIDs(t *testing.T) {
 	if id != "5" || str(raw.Lookup("status")) != "RUNNING" || raw.Lookup("stop_time").Type != bson.TypeDateTime {
 		t.Errorf("overwritten run: id %s status %s stop_time %v", id, str(raw.Lookup("status")), raw.Lookup("stop_time"))
 	}
-	cfg, _ := ParseSpec(s.spec("overwrite=77"))
+	cfg, _ := ParseConfig(s.spec("overwrite=77"))
 	o77, err := New(ctx, cfg, observer.Settings{})
 	must(t, err)
 	defer o77.Close(ctx)
@@ -452,7 +456,7 @@ func TestCollectionPrefix(t *testing.T) {
 // TestHeartbeatSetsOnlyChangedFields watches the update commands sent.
 func TestHeartbeatSetsOnlyChangedFields(t *testing.T) {
 	s := newStore(t)
-	cfg, err := ParseSpec(s.spec(""))
+	cfg, err := ParseConfig(s.spec(""))
 	must(t, err)
 	o, err := New(ctx, cfg, observer.Settings{})
 	must(t, err)
