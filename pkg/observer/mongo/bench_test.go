@@ -39,9 +39,6 @@ func BenchmarkHeartbeat(b *testing.B) {
 				must(b, o.Heartbeat(ctx, &observer.HeartbeatEvent{Info: info, BeatTime: time.Now(), Output: out, To: out.Size()}))
 			}
 			b.StopTimer()
-			if o.failing {
-				b.Fatalf("beats failed: %v", o.lastErr)
-			}
 		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"go.mongodb.org/mongo-driver/v2/event"
+
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -64,6 +66,8 @@ type Config struct {
 
 	// secrets are the substrings scrubbed from driver errors.
 	secrets []string
+	// monitor, when set, sees every command sent (tests).
+	monitor *event.CommandMonitor
 }
 
 // Names of the query options of ours, accepted after a '?' in every form

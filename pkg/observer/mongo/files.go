@@ -2,73 +2,95 @@ package mongo
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"mime"
+	"os"
 	"path/filepath"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
 // Resource implements observer.Observer: the file is stored in GridFS
-// (once per content) and [path, md5] added to resources.
+// (once per content) and [path, md5] added to resources, once.
 func (o *Observer) Resource(ctx context.Context, ev *observer.ResourceEvent) error {
-	o.pendingFiles = append(o.pendingFiles, pendingFile{resource: ev})
-	if o.due() {
-		o.attempt(ctx, o.flushFiles)
+	if err := o.started(); err != nil {
+		return err
 	}
+	key := ev.Path + "\x00" + ev.MD5
+	if o.resources[key] {
+		return nil
+	}
+	ctx, cancel := o.opCtx(ctx)
+	defer cancel()
+	if _, err := storeDedup(ctx, o.files, o.chunks, ev.Path, ev.Path, ev.MD5); err != nil {
+		return o.errorf("store resource %s: %w", ev.Path, err)
+	}
+	pair := o.pairs.pair(ev.Path, ev.MD5)
+	// $addToSet: a call that comes again, or a resource opened twice, is
+	// listed once, as Sacred skips duplicates.
+	if _, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$addToSet", Value: bson.D{{Key: "resources", Value: pair}}}}); err != nil {
+		return o.errorf("add resource %s to run %s: %w", ev.Path, o.idStr, err)
+	}
+	o.resources[key] = true
 	return nil
 }
 
 // Artifact implements observer.Observer: the file goes to GridFS as
-// artifact://<runs collection>/<id>/<name> with its content type and
+// artifact://<runs collection>/<id>/<name> with its md5, content type and
 // metadata, and {name, file_id} is added to artifacts.
+//
+// The file id is chosen once per artifact and kept until the artifact is
+// recorded, so that a call that comes again after an error neither
+// uploads the file twice nor lists it twice.
 func (o *Observer) Artifact(ctx context.Context, ev *observer.ArtifactEvent) error {
-	o.pendingFiles = append(o.pendingFiles, pendingFile{artifact: ev})
-	if o.due() {
-		o.attempt(ctx, o.flushFiles)
+	if err := o.started(); err != nil {
+		return err
 	}
-	return nil
-}
-
-func (o *Observer) flushFiles(ctx context.Context) error {
-	for len(o.pendingFiles) > 0 {
-		p := o.pendingFiles[0]
-		var err error
-		if p.artifact != nil {
-			err = o.storeArtifact(ctx, p.artifact)
-		} else {
-			err = o.storeResource(ctx, p.resource)
-		}
-		if err != nil {
-			return err
-		}
-		o.pendingFiles = o.pendingFiles[1:]
+	ctx, cancel := o.opCtx(ctx)
+	defer cancel()
+	path := ev.Path
+	if path == "" {
+		path = ev.OrigPath
 	}
-	return nil
-}
-
-func (o *Observer) storeResource(ctx context.Context, ev *observer.ResourceEvent) error {
-	if o.resources[ev.Path+"\x00"+ev.MD5] {
-		return nil
+	key := ev.Name + "\x00" + path
+	fileID, again := o.artifactID[key]
+	if !again {
+		fileID = bson.NewObjectID()
+		o.artifactID[key] = fileID
 	}
-	if _, err := storeDedup(ctx, o.bucket, o.files, ev.Path, ev.Path, ev.MD5); err != nil {
-		return fmt.Errorf("store resource %s: %w", ev.Path, err)
-	}
-	pair := o.pairs.pair(ev.Path, ev.MD5)
-	// $addToSet: a retried write or a resource opened twice is listed once,
-	// as Sacred skips duplicates.
-	if _, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$addToSet", Value: bson.D{{Key: "resources", Value: pair}}}}); err != nil {
-		return fmt.Errorf("add resource %s to run %s: %w", ev.Path, o.idStr, err)
-	}
-	o.resources[ev.Path+"\x00"+ev.MD5] = true
-	return nil
-}
-
-func (o *Observer) storeArtifact(ctx context.Context, ev *observer.ArtifactEvent) error {
 	name := artifactFileName(o.cfg.Runs, o.idStr, ev.Name)
+	stored := false
+	if again {
+		err := o.files.FindOne(ctx, bson.D{{Key: "_id", Value: fileID}}).Err()
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return o.errorf("look up artifact %s of run %s: %w", ev.Name, o.idStr, err)
+		}
+		stored = err == nil
+	}
+	if !stored {
+		if err := o.uploadArtifact(ctx, fileID, name, path, ev, again); err != nil {
+			return o.errorf("store artifact %s of run %s: %w", ev.Name, o.idStr, err)
+		}
+	}
+	entry := bson.D{{Key: "name", Value: ev.Name}, {Key: "file_id", Value: fileID}}
+	filter := bson.D{{Key: "_id", Value: o.id}, {Key: "artifacts.file_id", Value: bson.D{{Key: "$ne", Value: fileID}}}}
+	if _, err := o.runs.UpdateOne(ctx, filter, bson.D{{Key: "$push", Value: bson.D{{Key: "artifacts", Value: entry}}}}); err != nil {
+		return o.errorf("add artifact %s to run %s: %w", ev.Name, o.idStr, err)
+	}
+	delete(o.artifactID, key)
+	return nil
+}
+
+func (o *Observer) uploadArtifact(ctx context.Context, id bson.ObjectID, name, path string, ev *observer.ArtifactEvent, again bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var extra bson.D
 	ct := ev.ContentType
 	if ct == "" {
 		// Go's table says "text/plain; charset=utf-8"; Sacred's guess has
@@ -77,31 +99,15 @@ func (o *Observer) storeArtifact(ctx context.Context, ev *observer.ArtifactEvent
 			ct = mt
 		}
 	}
+	if ct != "" {
+		// Incense reads it.
+		extra = append(extra, bson.E{Key: "contentType", Value: ct})
+	}
 	meta := bson.D{}
 	if ev.Metadata != nil {
 		meta = docOf(ev.Metadata)
 	}
-	opts := options.GridFSUpload().SetMetadata(meta)
-	path := ev.Path
-	if path == "" {
-		path = ev.OrigPath
-	}
-	fileID, err := upload(ctx, o.bucket, name, path, opts)
-	if err != nil {
-		return err
-	}
-	if ct != "" {
-		// The driver's upload has no contentType; Sacred's files have it
-		// (Incense reads it).
-		if _, err := o.files.UpdateOne(ctx, bson.D{{Key: "_id", Value: fileID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "contentType", Value: ct}}}}); err != nil {
-			_ = o.bucket.Delete(ctx, fileID)
-			return fmt.Errorf("set content type of %s: %w", name, err)
-		}
-	}
-	entry := bson.D{{Key: "name", Value: ev.Name}, {Key: "file_id", Value: fileID}}
-	if _, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$push", Value: bson.D{{Key: "artifacts", Value: entry}}}}); err != nil {
-		_ = o.bucket.Delete(ctx, fileID)
-		return fmt.Errorf("add artifact %s to run %s: %w", ev.Name, o.idStr, err)
-	}
-	return nil
+	extra = append(extra, bson.E{Key: "metadata", Value: meta})
+	_, err = putFile(ctx, o.files, o.chunks, id, name, f, extra, again)
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -13,26 +14,119 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-// LogMetrics implements observer.Observer. The points are kept and stored
-// with the next write (this beat's, or a later one if the server is away),
-// so it never asks the runner to send them again.
+// metricWrite is one write of a metrics call: points appended to one
+// document of a series, or a new document holding them.
+type metricWrite struct {
+	name  string
+	doc   metricDoc // the document after the write
+	n0    int       // points in it before
+	isNew bool
+	pts   []observer.MetricPoint
+}
+
+// LogMetrics implements observer.Observer: the points of every series in
+// one ordered bulk write, appended with $push/$each to the series' current
+// document, created by an insert with its first points. A series that
+// would pass the document limit continues in a new document with the same
+// run_id and name and "part": 1, 2, ...
+//
+// A batch sent again after an error is stored once: each append is guarded
+// by the length the document had (steps: {$size: n}), and the next call
+// after a failed one first finds out which of its writes went through
+// (settle) and leaves out those points if the batch starts with them.
 func (o *Observer) LogMetrics(ctx context.Context, ev *observer.MetricsEvent) error {
-	for _, s := range ev.Metrics {
-		if len(s.Points) == 0 {
-			continue
-		}
-		if _, ok := o.pendingPoints[s.Name]; !ok {
-			o.pendingOrder = append(o.pendingOrder, s.Name)
-		}
-		o.pendingPoints[s.Name] = append(o.pendingPoints[s.Name], s.Points...)
+	if err := o.started(); err != nil {
+		return err
 	}
-	if o.due() {
-		o.attempt(ctx, o.flushMetrics)
+	ctx, cancel := o.opCtx(ctx)
+	defer cancel()
+	defer o.sharePointers(ev.Info)
+	metrics := ev.Metrics
+	if o.inflight != nil {
+		landed, err := o.settle(ctx)
+		if err != nil {
+			return o.errorf("check the metrics of run %s after a failed write: %w", o.idStr, err)
+		}
+		metrics = withoutLanded(metrics, landed)
 	}
-	if len(o.pointers) > 0 && ev.Info != nil {
-		ev.Info["metrics"] = pointerList(o.pointers)
+	writes := o.planMetrics(metrics)
+	if len(writes) == 0 {
+		return nil
+	}
+	if err := o.writeMetrics(ctx, writes); err != nil {
+		o.inflight = writes
+		return o.errorf("write metrics of run %s: %w", o.idStr, err)
+	}
+	for _, w := range writes {
+		o.applyWrite(w)
 	}
 	return nil
+}
+
+// sharePointers hands info.metrics to the runner, which passes it on to
+// the other observers, as Sacred's info does.
+func (o *Observer) sharePointers(info map[string]any) {
+	if len(o.pointers) > 0 && info != nil {
+		info["metrics"] = pointerList(o.pointers)
+	}
+}
+
+func (o *Observer) applyWrite(w metricWrite) {
+	d := w.doc
+	o.series[w.name] = &d
+	if w.isNew && d.part == 0 {
+		o.pointers = append(o.pointers, bson.D{{Key: "name", Value: w.name}, {Key: "id", Value: d.id.Hex()}})
+	}
+}
+
+// settle finds out which writes of the failed metrics call went through
+// (each is atomic, and an ordered bulk write stops at the first failure),
+// takes them as done, and returns their points by series.
+func (o *Observer) settle(ctx context.Context) (map[string][]observer.MetricPoint, error) {
+	landed := map[string][]observer.MetricPoint{}
+	for _, w := range o.inflight {
+		filter := bson.D{{Key: "_id", Value: w.doc.id}}
+		if !w.isNew {
+			filter = append(filter, bson.E{Key: "steps", Value: bson.D{{Key: "$size", Value: w.doc.n}}})
+		}
+		err := o.metrics.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.applyWrite(w)
+		landed[w.name] = append(landed[w.name], w.pts...)
+	}
+	o.inflight = nil
+	return landed, nil
+}
+
+// withoutLanded leaves out of each series the points that were stored
+// already, if it starts with them (it does when the caller sends again
+// what failed, as the retry decorator does).
+func withoutLanded(metrics []observer.MetricSeries, landed map[string][]observer.MetricPoint) []observer.MetricSeries {
+	if len(landed) == 0 {
+		return metrics
+	}
+	out := make([]observer.MetricSeries, 0, len(metrics))
+	for _, s := range metrics {
+		if l := landed[s.Name]; len(l) > 0 && len(s.Points) >= len(l) && samePoints(s.Points[:len(l)], l) {
+			s = observer.MetricSeries{Name: s.Name, Points: s.Points[len(l):]}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func samePoints(a, b []observer.MetricPoint) bool {
+	for i := range a {
+		if a[i].Step != b[i].Step || math.Float64bits(a[i].Value) != math.Float64bits(b[i].Value) || !a[i].Time.Equal(b[i].Time) {
+			return false
+		}
+	}
+	return true
 }
 
 // pointerList is info.metrics as plain Go values, for the runner's info.
@@ -51,99 +145,67 @@ func elemSize(i int) int64 {
 	return int64(1 + len(strconv.Itoa(i)) + 1 + 8)
 }
 
-// flushMetrics writes the pending points of every metric in one ordered
-// bulk write: $push/$each to the series' document, created by upsert on
-// its first points. A series that would pass the document limit continues
-// in a new document with the same run_id and name and "part": 1, 2, ...
-func (o *Observer) flushMetrics(ctx context.Context) error {
-	if len(o.pendingOrder) == 0 {
-		return nil
-	}
-	type plan struct {
-		name  string
-		doc   metricDoc
-		isNew bool
-	}
-	var plans []plan
-	var models []mongo.WriteModel
-	for _, name := range o.pendingOrder {
-		pts := o.pendingPoints[name]
-		cur, ok := o.series[name]
-		if !ok {
-			// Kept even if this write fails, so that a retry inserts the
-			// same _id and finds it there if the first try went through.
-			cur = &metricDoc{id: bson.NewObjectID(), size: o.metricBase(name, 0)}
-			o.series[name] = cur
+// planMetrics splits the points into writes, one per document touched,
+// without changing the observer's state.
+func (o *Observer) planMetrics(metrics []observer.MetricSeries) []metricWrite {
+	var writes []metricWrite
+	for _, s := range metrics {
+		pts := s.Points
+		if len(pts) == 0 {
+			continue
 		}
-		d := *cur
-		isNew := d.n == 0
+		var d metricDoc
+		if cur, ok := o.series[s.Name]; ok {
+			d = *cur
+		} else {
+			d = metricDoc{id: bson.NewObjectID(), size: o.metricBase(s.Name, 0)}
+		}
 		for i := 0; i < len(pts); {
+			n0, size := d.n, d.size
 			j := i
 			for j < len(pts) {
 				add := 3 * elemSize(d.n+(j-i))
-				if d.size+add > o.metricDocLimit && (d.n+(j-i) > 0) {
+				if size+add > o.metricDocLimit && d.n+(j-i) > 0 {
 					break
 				}
-				d.size += add
+				size += add
 				j++
 			}
 			if j > i {
-				plans = append(plans, plan{name: name, doc: metricDoc{id: d.id, part: d.part, n: d.n + (j - i), size: d.size}, isNew: isNew})
-				models = append(models, o.metricModel(name, d, isNew, pts[i:j]))
 				d.n += j - i
-				isNew = false
+				d.size = size
+				writes = append(writes, metricWrite{name: s.Name, doc: d, n0: n0, isNew: n0 == 0, pts: pts[i:j]})
 			}
 			if j < len(pts) {
 				// Continue in a new document.
-				d = metricDoc{id: bson.NewObjectID(), part: d.part + 1, size: o.metricBase(name, d.part+1)}
-				isNew = true
+				d = metricDoc{id: bson.NewObjectID(), part: d.part + 1, size: o.metricBase(s.Name, d.part+1)}
 			}
 			i = j
 		}
 	}
-	// Unordered: the writes touch different documents. A retry after a
-	// lost reply may find its inserts done (fine) or push points twice.
-	if _, err := o.metrics.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
-		return fmt.Errorf("write metrics of run %s: %w", o.idStr, err)
-	}
-	for _, p := range plans {
-		d := p.doc
-		o.series[p.name] = &d
-		if p.isNew && p.doc.part == 0 {
-			o.pointers = append(o.pointers, bson.D{{Key: "name", Value: p.name}, {Key: "id", Value: p.doc.id.Hex()}})
+	return writes
+}
+
+// writeMetrics sends the writes in one ordered bulk write. An append that
+// finds its document at another length than planned is an error: the
+// document changed behind this observer's back (settle sorts it out).
+func (o *Observer) writeMetrics(ctx context.Context, writes []metricWrite) error {
+	models := make([]mongo.WriteModel, len(writes))
+	appends := int64(0)
+	for i, w := range writes {
+		models[i] = o.metricModel(w)
+		if !w.isNew {
+			appends++
 		}
 	}
-	o.pendingPoints = map[string][]observer.MetricPoint{}
-	o.pendingOrder = nil
-	if len(o.pointers) > 0 {
-		// info.metrics changes with a new series: Omniboard needs it.
-		if i := o.wantIndex("info"); i >= 0 {
-			d := o.want[i].Value.(bson.D)
-			o.want[i].Value = withMetrics(d, o.pointers)
-		} else {
-			o.setWant("info", bson.D{{Key: "metrics", Value: o.pointers}})
-		}
+	res, err := o.metrics.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
+	if err != nil {
+		return err
+	}
+	if res.MatchedCount != appends {
+		return fmt.Errorf("%d of %d metric documents did not have the length expected", appends-res.MatchedCount, appends)
 	}
 	return nil
-}
-
-func (o *Observer) wantIndex(key string) int {
-	for i, e := range o.want {
-		if e.Key == key {
-			return i
-		}
-	}
-	return -1
-}
-
-func withMetrics(d bson.D, p bson.A) bson.D {
-	out := make(bson.D, 0, len(d)+1)
-	for _, e := range d {
-		if e.Key != "metrics" {
-			out = append(out, e)
-		}
-	}
-	return append(out, bson.E{Key: "metrics", Value: p})
 }
 
 // metricBase is the estimated size of a metric document without points.
@@ -161,23 +223,23 @@ func (o *Observer) metricBase(name string, part int) int64 {
 	return size
 }
 
-// metricModel is the write of some points of a series: an insert of the
-// whole document for its first points (fields in the order Sacred's
-// upserts leave them), then $push/$each addressed by _id alone (FerretDB
-// answers that without a scan).
-func (o *Observer) metricModel(name string, d metricDoc, isNew bool, pts []observer.MetricPoint) mongo.WriteModel {
-	steps := make(bson.A, len(pts))
-	values := make(bson.A, len(pts))
-	times := make(bson.A, len(pts))
-	for i, p := range pts {
+// metricModel is one write: an insert of the whole document for its first
+// points (fields in the order Sacred's upserts leave them), or $push/$each
+// addressed by _id (FerretDB answers that without a scan) and guarded by
+// the document's length.
+func (o *Observer) metricModel(w metricWrite) mongo.WriteModel {
+	steps := make(bson.A, len(w.pts))
+	values := make(bson.A, len(w.pts))
+	times := make(bson.A, len(w.pts))
+	for i, p := range w.pts {
 		steps[i] = intValue(p.Step)
 		values[i] = p.Value
 		times[i] = date(p.Time)
 	}
-	if isNew {
-		doc := bson.D{{Key: "_id", Value: d.id}, {Key: "run_id", Value: o.id}, {Key: "name", Value: name}}
-		if d.part > 0 {
-			doc = append(doc, bson.E{Key: "part", Value: int32(d.part)})
+	if w.isNew {
+		doc := bson.D{{Key: "_id", Value: w.doc.id}, {Key: "run_id", Value: o.id}, {Key: "name", Value: w.name}}
+		if w.doc.part > 0 {
+			doc = append(doc, bson.E{Key: "part", Value: int32(w.doc.part)})
 		}
 		doc = append(doc, bson.E{Key: "steps", Value: steps}, bson.E{Key: "timestamps", Value: times}, bson.E{Key: "values", Value: values})
 		return mongo.NewInsertOneModel().SetDocument(doc)
@@ -187,20 +249,6 @@ func (o *Observer) metricModel(name string, d metricDoc, isNew bool, pts []obser
 		{Key: "timestamps", Value: bson.D{{Key: "$each", Value: times}}},
 		{Key: "values", Value: bson.D{{Key: "$each", Value: values}}},
 	}}}
-	return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: d.id}}).SetUpdate(update)
-}
-
-// onlyDuplicates tells a bulk write whose only failures are inserts of
-// documents that exist: a retried write whose first try went through.
-func onlyDuplicates(err error) bool {
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return false
-	}
-	for _, we := range bwe.WriteErrors {
-		if we.Code != 11000 {
-			return false
-		}
-	}
-	return true
+	filter := bson.D{{Key: "_id", Value: w.doc.id}, {Key: "steps", Value: bson.D{{Key: "$size", Value: w.n0}}}}
+	return mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update)
 }

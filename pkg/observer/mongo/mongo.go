@@ -6,7 +6,9 @@
 package mongo
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,18 +43,23 @@ const (
 	// heartbeat against a dead server gives up quickly; a URI's
 	// serverSelectionTimeoutMS wins.
 	serverSelection = 5 * time.Second
-	// opTimeout bounds one write when the caller's context has no
-	// deadline.
+	// opTimeout bounds a call whose context has no deadline.
 	opTimeout = 2 * time.Minute
-	// finalWithoutDeadline bounds the final flush when the runner gave no
-	// deadline.
-	finalWithoutDeadline = time.Minute
-	maxBackoff           = 30 * time.Second
-	maxIDAttempts        = 1000
+	// cleanupTimeout bounds the removal of what a failed call left behind
+	// (a run document, a half-written file), which runs even when the
+	// call's own context has ended.
+	cleanupTimeout = 5 * time.Second
 )
 
 // Observer records one run in MongoDB. The runner never calls it
 // concurrently.
+//
+// Every call writes what it was given and returns the error of the first
+// write that failed; nothing is kept for later (the retry decorator does
+// that). A call that comes again after an error with the same data stores
+// it once: fields are $set, output chunks have fixed _ids, metric appends
+// are guarded by the series' length, artifacts keep their file id until
+// they are recorded.
 type Observer struct {
 	cfg  *Config
 	warn io.Writer
@@ -61,68 +68,54 @@ type Observer struct {
 	db                     *mongo.Database
 	runs, metrics          *mongo.Collection
 	files, chunks          *mongo.Collection
-	bucket                 *mongo.GridFSBucket
 	pairs                  pairs
 	ferret                 bool
 	outputHead, outputTail int
 	metricDocLimit         int64
-	now                    func() time.Time
-	// finalLimit, when set, bounds the final event's retries below the
-	// caller's deadline (tests).
-	finalLimit time.Duration
 
 	id    any    // the _id as stored
 	idStr string // the id as the runner knows it
 
 	// stored holds the raw BSON of each runs field as last written, so a
-	// beat $sets only what changed.
+	// write $sets only what changed. It is updated only after a write
+	// succeeded, so a call that comes again writes again.
 	stored map[string]bson.RawValue
-	// want holds the latest value of the fields heartbeats and final events
-	// set, in the order they are set.
-	want bson.D
-	// final is set by the final beat or event: the last partial chunk of
-	// the output is written then.
-	final bool
+	// refused holds user values (by field path) the server refused, with
+	// the JSON text stored in their place (see updateUser).
+	refused map[string]refusal
 
-	// Output state: the latest output handle and its length, what
-	// captured_out was computed for, and the full output file in GridFS.
-	out       observer.Output
-	outTo     int64
-	outFor    int64
-	outFile   *appendFile
-	resources map[string]bool
+	// The latest output handle and its end, for the last chunk of the
+	// full output at the final event; the GridFS file of the full output
+	// once the output needs one; rawOutput once the output is not valid
+	// UTF-8 (see writeOutput).
+	out        observer.Output
+	outTo      int64
+	finalBeat  bool
+	outFile    *appendFile
+	rawOutput  bool
+	resources  map[string]bool
+	artifactID map[string]bson.ObjectID
 
-	// Metrics not yet stored, and where each series goes.
-	pendingPoints map[string][]observer.MetricPoint
-	pendingOrder  []string
-	series        map[string]*metricDoc
-	pointers      bson.A
-
-	// Artifacts and resources that could not be stored yet.
-	pendingFiles []pendingFile
-
-	// Retry state after a lost server.
-	failing  bool
-	failures int
-	nextTry  time.Time
-	lastErr  error
+	// Metric series: the document each goes on, the info.metrics pointers,
+	// and the writes of a metrics call that failed (see settle).
+	series   map[string]*metricDoc
+	pointers bson.A
+	inflight []metricWrite
 }
 
 type metricDoc struct {
 	id   bson.ObjectID
 	part int
-	n    int   // points in the current document
-	size int64 // estimated BSON size of the current document
-}
-
-type pendingFile struct {
-	artifact *observer.ArtifactEvent
-	resource *observer.ResourceEvent
+	n    int   // points in the document
+	size int64 // estimated BSON size of the document
 }
 
 // New connects to the server cfg names and returns an observer for one run.
 func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, error) {
 	opts := options.Client().ApplyURI(cfg.URI).SetAppName("sacred")
+	if cfg.monitor != nil {
+		opts.SetMonitor(cfg.monitor)
+	}
 	if opts.ServerSelectionTimeout == nil {
 		opts.SetServerSelectionTimeout(serverSelection)
 	}
@@ -140,10 +133,10 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 		outputHead:     DefaultOutputHead,
 		outputTail:     DefaultOutputTail,
 		metricDocLimit: DefaultMetricDocLimit,
-		now:            time.Now,
 		stored:         map[string]bson.RawValue{},
+		refused:        map[string]refusal{},
 		resources:      map[string]bool{},
-		pendingPoints:  map[string][]observer.MetricPoint{},
+		artifactID:     map[string]bson.ObjectID{},
 		series:         map[string]*metricDoc{},
 	}
 	if o.warn == nil {
@@ -154,7 +147,6 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 	o.metrics = o.db.Collection(cfg.Metrics)
 	o.files = o.db.Collection("fs.files")
 	o.chunks = o.db.Collection("fs.chunks")
-	o.bucket = o.db.GridFSBucket()
 
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
@@ -196,6 +188,7 @@ func (o *Observer) Priority() int { return o.cfg.Priority }
 // ID returns the run's _id as stored (int32, int64 or string).
 func (o *Observer) ID() any { return o.id }
 
+// opCtx bounds a call whose context has no deadline.
 func (o *Observer) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
@@ -203,13 +196,22 @@ func (o *Observer) opCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, opTimeout)
 }
 
+// errorf formats an error of ours; error arguments are scrubbed of secrets
+// and bounded (see bounded).
 func (o *Observer) errorf(format string, args ...any) error {
 	for i, a := range args {
 		if err, ok := a.(error); ok {
-			args[i] = o.cfg.scrub(err)
+			args[i] = bounded(o.cfg.scrub(err))
 		}
 	}
 	return fmt.Errorf("mongo: "+format, args...)
+}
+
+func (o *Observer) started() error {
+	if o.id == nil {
+		return errors.New("mongo: the run was not started")
+	}
+	return nil
 }
 
 func rawOf(v any) bson.RawValue {
@@ -220,130 +222,200 @@ func rawOf(v any) bson.RawValue {
 	return bson.RawValue{Type: t, Value: b}
 }
 
-// setWant records the latest value of a runs field.
-func (o *Observer) setWant(key string, v any) {
-	for i := range o.want {
-		if o.want[i].Key == key {
-			o.want[i].Value = v
-			return
-		}
-	}
-	o.want = append(o.want, bson.E{Key: key, Value: v})
+func sameRaw(a, b bson.RawValue) bool {
+	return a.Type == b.Type && bytes.Equal(a.Value, b.Value)
 }
 
-// Heartbeat implements observer.Observer: $set of the fields that changed
-// (info, captured_out, heartbeat, result), new metric points in one bulk
-// write, and new output to GridFS when the output is long.
-func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
-	o.beat(ev)
-	if ev.Final {
-		o.final = true
+// update $sets the fields of d (names or paths) whose value changed since
+// they were last written.
+func (o *Observer) update(ctx context.Context, d bson.D) error {
+	var set bson.D
+	var raws []bson.RawValue
+	for _, e := range d {
+		r := rawOf(e.Value)
+		if old, ok := o.stored[e.Key]; ok && sameRaw(old, r) {
+			continue
+		}
+		set = append(set, e)
+		raws = append(raws, r)
 	}
-	if ev.Final || o.due() {
-		o.attempt(ctx, o.flushAll)
+	if len(set) == 0 {
+		return nil
+	}
+	res, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return err
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("run %s is no longer in %s.%s", o.idStr, o.cfg.DB, o.cfg.Runs)
+	}
+	for i, e := range set {
+		o.stored[e.Key] = raws[i]
 	}
 	return nil
 }
 
-func (o *Observer) beat(ev *observer.HeartbeatEvent) {
-	if ev.Output != nil && ev.To >= o.outTo {
-		o.out, o.outTo = ev.Output, ev.To
+// refusal is a user value the server refused, and the text stored instead.
+type refusal struct {
+	value bson.RawValue
+	text  string
+}
+
+// updateUser $sets user values: what the child reported (info, result) or
+// the user configured (config). They never share a write with the run's
+// own fields (status, heartbeat, stop_time, fail_trace), so that a value
+// the server refuses cannot hold those back.
+//
+// A value the server refuses (FerretDB refuses nested arrays; MongoDB a
+// document nested too deeply) would be refused again at every beat, so it
+// is stored as its JSON text instead, with one warning that names the
+// field but not the value. For a document (info, config), each top-level
+// key is tried on its own, so only the keys refused become text.
+func (o *Observer) updateUser(ctx context.Context, d bson.D) error {
+	d = o.substitute(d)
+	err := o.update(ctx, d)
+	if err == nil || !refused(err) {
+		return err
 	}
-	info := map[string]any{}
-	for k, v := range ev.Info {
-		info[k] = v
+	for i, e := range d {
+		err := o.probe(ctx, e.Key, e.Value)
+		if err == nil {
+			continue
+		}
+		if !refused(err) {
+			return err
+		}
+		doc, isDoc := e.Value.(bson.D)
+		if !isDoc {
+			d[i].Value = o.refuse(e.Key, e.Value, err)
+			continue
+		}
+		clean := make(bson.D, len(doc))
+		copy(clean, doc)
+		for j, k := range doc {
+			path := e.Key + "." + k.Key
+			err := o.probe(ctx, path, k.Value)
+			if err == nil {
+				continue
+			}
+			if !refused(err) {
+				return err
+			}
+			clean[j].Value = o.refuse(path, k.Value, err)
+		}
+		d[i].Value = clean
 	}
-	delete(info, "metrics")
-	d := docOf(info)
-	if len(o.pointers) > 0 {
-		d = append(d, bson.E{Key: "metrics", Value: o.pointers})
+	if err := o.update(ctx, d); err != nil {
+		return err
 	}
-	o.setWant("info", d)
-	o.setWant("heartbeat", date(ev.BeatTime))
+	return nil
+}
+
+// probe writes one value without the stored cache, to find out whether
+// the server takes it.
+func (o *Observer) probe(ctx context.Context, path string, v any) error {
+	_, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$set", Value: bson.D{{Key: path, Value: v}}}})
+	return err
+}
+
+// refuse records a refused value and returns its text.
+func (o *Observer) refuse(path string, v any, err error) string {
+	raw := rawOf(v)
+	text := jsonText(raw)
+	o.refused[path] = refusal{value: raw, text: text}
+	fmt.Fprintf(o.warn, "sacred: mongo %s: run %s: the server refused the value of %s (%s); stored as JSON text instead\n",
+		o.cfg.Display, o.idStr, path, reason(err))
+	return text
+}
+
+// substitute replaces values refused before by their text, at the top
+// level of d and one level down.
+func (o *Observer) substitute(d bson.D) bson.D {
+	if len(o.refused) == 0 {
+		return d
+	}
+	out := make(bson.D, len(d))
+	copy(out, d)
+	for i, e := range out {
+		if r, ok := o.refused[e.Key]; ok && sameRaw(r.value, rawOf(e.Value)) {
+			out[i].Value = r.text
+			continue
+		}
+		doc, ok := e.Value.(bson.D)
+		if !ok {
+			continue
+		}
+		var clean bson.D
+		for j, k := range doc {
+			if r, ok := o.refused[e.Key+"."+k.Key]; ok && sameRaw(r.value, rawOf(k.Value)) {
+				if clean == nil {
+					clean = append(bson.D(nil), doc...)
+				}
+				clean[j].Value = r.text
+			}
+		}
+		if clean != nil {
+			out[i].Value = clean
+		}
+	}
+	return out
+}
+
+// jsonText is a value as JSON, or as MongoDB's Extended JSON when plain
+// JSON cannot hold it (NaN).
+func jsonText(v bson.RawValue) string {
+	if b, err := json.Marshal(plain(v)); err == nil {
+		return string(b)
+	}
+	return v.String()
+}
+
+// Heartbeat implements observer.Observer: the output of [From, To) (see
+// writeOutput), then heartbeat and captured_out in one $set, then info and
+// result in another, each only when changed.
+func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
+	if err := o.started(); err != nil {
+		return err
+	}
+	ctx, cancel := o.opCtx(ctx)
+	defer cancel()
+	life := bson.D{}
+	if ev.Output != nil {
+		text, changed, err := o.writeOutput(ctx, ev)
+		if err != nil {
+			return o.errorf("store the output of run %s: %w", o.idStr, err)
+		}
+		if changed {
+			life = append(life, bson.E{Key: "captured_out", Value: text})
+		}
+	}
+	life = append(life, bson.E{Key: "heartbeat", Value: date(ev.BeatTime)})
+	if err := o.update(ctx, life); err != nil {
+		return o.errorf("update run %s: %w", o.idStr, err)
+	}
 	var result any
 	if ev.HasResult {
 		result = toBSON(ev.Result)
 	}
-	o.setWant("result", result)
-}
-
-// due tells whether a write should be tried now: always while the server
-// answers, and after a failure only once the backoff has passed.
-func (o *Observer) due() bool {
-	return !o.failing || !o.now().Before(o.nextTry)
-}
-
-// attempt runs a write, and on failure keeps everything for a later try
-// with exponential backoff.
-func (o *Observer) attempt(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := o.opCtx(ctx)
-	defer cancel()
-	err := f(ctx)
-	if err == nil {
-		if o.failing {
-			fmt.Fprintf(o.warn, "sacred: mongo %s: server back, run %s caught up\n", o.cfg.Display, o.idStr)
-		}
-		o.failing, o.failures, o.lastErr = false, 0, nil
-		return nil
-	}
-	err = o.cfg.scrub(err)
-	if !o.failing {
-		fmt.Fprintf(o.warn, "sacred: mongo %s: cannot write run %s (%v); the run goes on, retrying\n", o.cfg.Display, o.idStr, err)
-	}
-	o.failing = true
-	o.failures++
-	o.lastErr = err
-	backoff := time.Second << min(o.failures-1, 5)
-	o.nextTry = o.now().Add(min(backoff, maxBackoff))
-	return err
-}
-
-// flushAll writes everything not yet stored: files, metrics, output, then
-// the runs fields.
-func (o *Observer) flushAll(ctx context.Context) error {
-	if err := o.flushFiles(ctx); err != nil {
-		return err
-	}
-	if err := o.flushMetrics(ctx); err != nil {
-		return err
-	}
-	if err := o.flushOutput(ctx); err != nil {
-		return err
-	}
-	return o.flushFields(ctx)
-}
-
-// flushFields $sets the fields whose value changed since they were last
-// written. fail_trace goes last in a second update so that the document
-// keeps Sacred's key order (MongoDB adds new fields of one $set in
-// lexicographic order).
-func (o *Observer) flushFields(ctx context.Context) error {
-	var set, late bson.D
-	raws := map[string]bson.RawValue{}
-	for _, e := range o.want {
-		r := rawOf(e.Value)
-		if old, ok := o.stored[e.Key]; ok && old.Type == r.Type && string(old.Value) == string(r.Value) {
-			continue
-		}
-		raws[e.Key] = r
-		if e.Key == "fail_trace" {
-			late = append(late, e)
-		} else {
-			set = append(set, e)
-		}
-	}
-	for _, s := range []bson.D{set, late} {
-		if len(s) == 0 {
-			continue
-		}
-		if _, err := o.runs.UpdateOne(ctx, bson.D{{Key: "_id", Value: o.id}}, bson.D{{Key: "$set", Value: s}}); err != nil {
-			return fmt.Errorf("update run %s: %w", o.idStr, err)
-		}
-		for _, e := range s {
-			o.stored[e.Key] = raws[e.Key]
-		}
+	if err := o.updateUser(ctx, bson.D{{Key: "info", Value: o.infoDoc(ev.Info)}, {Key: "result", Value: result}}); err != nil {
+		return o.errorf("update info and result of run %s: %w", o.idStr, err)
 	}
 	return nil
+}
+
+// infoDoc is the info dict with our metrics pointers, which Omniboard needs.
+func (o *Observer) infoDoc(info map[string]any) bson.D {
+	own := make(map[string]any, len(info))
+	for k, v := range info {
+		if k != "metrics" {
+			own[k] = v
+		}
+	}
+	d := docOf(own)
+	if len(o.pointers) > 0 {
+		d = append(d, bson.E{Key: "metrics", Value: o.pointers})
+	}
+	return d
 }
 
 // Completed implements observer.Observer.
@@ -352,10 +424,7 @@ func (o *Observer) Completed(ctx context.Context, ev *observer.CompletedEvent) e
 	if ev.HasResult {
 		result = toBSON(ev.Result)
 	}
-	o.setWant("status", observer.StatusCompleted)
-	o.setWant("result", result)
-	o.setWant("stop_time", date(ev.StopTime))
-	return o.finish(ctx, observer.StatusCompleted)
+	return o.finish(ctx, observer.StatusCompleted, result, date(ev.StopTime), nil)
 }
 
 // Interrupted implements observer.Observer.
@@ -364,73 +433,57 @@ func (o *Observer) Interrupted(ctx context.Context, ev *observer.InterruptedEven
 	if status == "" {
 		status = observer.StatusInterrupted
 	}
-	o.setWant("status", status)
-	if o.wantIndex("result") < 0 {
-		o.setWant("result", nil)
-	}
-	o.setWant("stop_time", date(ev.StopTime))
-	return o.finish(ctx, status)
+	return o.finish(ctx, status, keep{}, date(ev.StopTime), nil)
 }
 
 // Failed implements observer.Observer.
 func (o *Observer) Failed(ctx context.Context, ev *observer.FailedEvent) error {
-	o.setWant("status", observer.StatusFailed)
-	if o.wantIndex("result") < 0 {
-		o.setWant("result", nil)
-	}
-	o.setWant("stop_time", date(ev.StopTime))
-	trace := strArray(ev.Trace)
-	o.setWant("fail_trace", trace)
-	return o.finish(ctx, observer.StatusFailed)
+	return o.finish(ctx, observer.StatusFailed, keep{}, date(ev.StopTime), strArray(ev.Trace))
 }
 
-// finish writes the final state, retrying with backoff until the context's
-// deadline (the runner's flush deadline): a server that comes back in time
-// gets the complete record. What could not be written is said in one line.
-func (o *Observer) finish(ctx context.Context, status string) error {
-	if o.id == nil {
-		return errors.New("mongo: final event before the run was started")
+// keep, as the result of a final event, keeps the result of the last beat
+// (null when there was none), as Sacred does on INTERRUPTED and FAILED.
+type keep struct{}
+
+// finish writes the end of the run: the last chunk of the full output,
+// the result (a user value), then status and stop_time, then fail_trace
+// (last, as Sacred's key order has it). A result the server refuses does
+// not hold back the status (see updateUser).
+func (o *Observer) finish(ctx context.Context, status string, result any, stop bson.DateTime, trace bson.A) error {
+	if err := o.started(); err != nil {
+		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, finalWithoutDeadline)
-		defer cancel()
+	ctx, cancel := o.opCtx(ctx)
+	defer cancel()
+	if err := o.finishOutput(ctx); err != nil {
+		return o.errorf("store the output of run %s: %w", o.idStr, err)
 	}
-	if o.finalLimit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.finalLimit)
-		defer cancel()
+	if _, ok := result.(keep); ok {
+		result = nil
+		if _, ok := o.stored["result"]; ok {
+			result = keep{}
+		}
 	}
-	o.final = true
-	delay := 250 * time.Millisecond
-	for {
-		err := o.attempt(ctx, o.flushAll)
-		if err == nil {
-			return nil
+	if _, ok := result.(keep); !ok {
+		if err := o.updateUser(ctx, bson.D{{Key: "result", Value: result}}); err != nil {
+			return o.errorf("write the result of run %s: %w", o.idStr, err)
 		}
-		if ctx.Err() != nil || !retryable(err) {
-			break
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		if ctx.Err() != nil {
-			break
-		}
-		delay = min(delay*2, 5*time.Second)
 	}
-	lost := o.unwritten()
-	fmt.Fprintf(o.warn, "sacred: mongo %s: run %s not fully recorded, could not write %s (%v)\n", o.cfg.Display, o.idStr, lost, o.lastErr)
-	return fmt.Errorf("mongo: run %s: final state %s not written to %s: %w", o.idStr, status, o.cfg.Display, o.lastErr)
+	if err := o.update(ctx, bson.D{{Key: "status", Value: status}, {Key: "stop_time", Value: stop}}); err != nil {
+		return o.errorf("write status %s of run %s: %w", status, o.idStr, err)
+	}
+	if trace != nil {
+		if err := o.update(ctx, bson.D{{Key: "fail_trace", Value: trace}}); err != nil {
+			return o.errorf("write the fail trace of run %s: %w", o.idStr, err)
+		}
+	}
+	return nil
 }
 
-// retryable tells errors worth another try: a server that is away, busy
+// transient tells errors worth another try: a server that is away, busy
 // or shutting down, or a network failure. A document or an operation the
-// server refuses is not retried.
-func retryable(err error) bool {
+// server refuses is not.
+func transient(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -454,36 +507,67 @@ func retryable(err error) bool {
 	return true
 }
 
-// unwritten describes what is not stored, for the one-line warning.
-func (o *Observer) unwritten() string {
-	var parts []string
-	var fields []string
-	for _, e := range o.want {
-		r := rawOf(e.Value)
-		if old, ok := o.stored[e.Key]; !ok || old.Type != r.Type || string(old.Value) != string(r.Value) {
-			fields = append(fields, e.Key)
-		}
+// refused tells an error of the server refusing what was written (a
+// value it cannot store), as opposed to one of reaching it.
+func refused(err error) bool {
+	var we mongo.WriteException
+	if errors.As(err, &we) && len(we.WriteErrors) > 0 {
+		return !transient(err)
 	}
-	if len(fields) > 0 {
-		parts = append(parts, "fields "+strings.Join(fields, ", "))
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && !transient(err)
+}
+
+// maxErrorLen bounds the text of an error: a server may quote what it
+// refused, and a run's info can be megabytes.
+const maxErrorLen = 300
+
+// bounded returns err with the value a server quotes in it left out
+// (FerretDB's "invalid value: <the value> (<reason>)") and its text cut
+// to maxErrorLen, keeping the error chain.
+func bounded(err error) error {
+	if err == nil {
+		return nil
 	}
-	n := 0
-	for _, p := range o.pendingPoints {
-		n += len(p)
+	msg := err.Error()
+	short := withoutValue(msg)
+	if len(short) > maxErrorLen {
+		short = strings.ToValidUTF8(short[:maxErrorLen], "") + "..."
 	}
-	if n > 0 {
-		parts = append(parts, fmt.Sprintf("%d metric points", n))
+	if short == msg {
+		return err
 	}
-	if o.outFile != nil && o.outFile.stored+o.outFile.tail < o.outTo {
-		parts = append(parts, fmt.Sprintf("%d bytes of output", o.outTo-o.outFile.stored-o.outFile.tail))
+	return &scrubbed{msg: short, err: err}
+}
+
+func withoutValue(msg string) string {
+	const iv = "invalid value: "
+	i := strings.Index(msg, iv)
+	if i < 0 {
+		return msg
 	}
-	if len(o.pendingFiles) > 0 {
-		parts = append(parts, fmt.Sprintf("%d artifacts or resources", len(o.pendingFiles)))
+	j := strings.LastIndex(msg, " (")
+	if j < i {
+		return msg[:i] + "invalid value"
 	}
-	if len(parts) == 0 {
-		return "nothing"
+	return msg[:i] + "invalid value" + msg[j:]
+}
+
+// reason is the server's reason for refusing a write, without the value.
+func reason(err error) string {
+	msg := err.Error()
+	var we mongo.WriteException
+	if errors.As(err, &we) && len(we.WriteErrors) > 0 {
+		msg = we.WriteErrors[0].Message
 	}
-	return strings.Join(parts, "; ")
+	msg = withoutValue(msg)
+	if i := strings.Index(msg, "invalid value ("); i >= 0 && strings.HasSuffix(msg, ")") {
+		msg = msg[i+len("invalid value (") : len(msg)-1]
+	}
+	if len(msg) > 120 {
+		msg = strings.ToValidUTF8(msg[:120], "") + "..."
+	}
+	return msg
 }
 
 // Close implements observer.Observer.
@@ -491,7 +575,7 @@ func (o *Observer) Close(ctx context.Context) error {
 	if o.client == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := o.client.Disconnect(ctx)
 	o.client = nil
