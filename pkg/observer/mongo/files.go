@@ -75,10 +75,23 @@ func (o *Observer) Artifact(ctx context.Context, ev *observer.ArtifactEvent) err
 			return o.errorf("store artifact %s of run %s: %w", ev.Name, o.idStr, err)
 		}
 	}
-	entry := bson.D{{Key: "name", Value: ev.Name}, {Key: "file_id", Value: fileID}}
-	filter := bson.D{{Key: "_id", Value: o.id}, {Key: "artifacts.file_id", Value: bson.D{{Key: "$ne", Value: fileID}}}}
-	if _, err := o.runs.UpdateOne(ctx, filter, bson.D{{Key: "$push", Value: bson.D{{Key: "artifacts", Value: entry}}}}); err != nil {
-		return o.errorf("add artifact %s to run %s: %w", ev.Name, o.idStr, err)
+	listed := false
+	if stored {
+		// An earlier call may have listed it too. FerretDB 1.x takes
+		// {"artifacts.file_id": {$ne: id}} as "some element differs", so
+		// the guard below alone does not tell; a match on the id does.
+		err := o.runs.FindOne(ctx, bson.D{{Key: "_id", Value: o.id}, {Key: "artifacts.file_id", Value: fileID}}).Err()
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return o.errorf("look up artifact %s of run %s: %w", ev.Name, o.idStr, err)
+		}
+		listed = err == nil
+	}
+	if !listed {
+		entry := bson.D{{Key: "name", Value: ev.Name}, {Key: "file_id", Value: fileID}}
+		filter := bson.D{{Key: "_id", Value: o.id}, {Key: "artifacts.file_id", Value: bson.D{{Key: "$ne", Value: fileID}}}}
+		if _, err := o.runs.UpdateOne(ctx, filter, bson.D{{Key: "$push", Value: bson.D{{Key: "artifacts", Value: entry}}}}); err != nil {
+			return o.errorf("add artifact %s to run %s: %w", ev.Name, o.idStr, err)
+		}
 	}
 	delete(o.artifactID, key)
 	return nil

@@ -320,7 +320,11 @@ func putFile(ctx context.Context, files, chunks *mongo.Collection, id bson.Objec
 	}
 	doc = append(doc, extra...)
 	if _, err := files.InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
-		dropChunks(ctx, chunks, id)
+		if !transient(err) {
+			dropChunks(ctx, chunks, id)
+		}
+		// Else the document may be there after all: the chunks stay, for
+		// a call that comes again to find.
 		return "", fmt.Errorf("upload %s to GridFS: %w", name, err)
 	}
 	return sum, nil
