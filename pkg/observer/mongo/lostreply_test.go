@@ -1,10 +1,12 @@
 package mongo
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,10 +28,13 @@ type replyDropper struct {
 	target string
 
 	mu sync.Mutex
-	// armed counts down the application commands (not the driver's own
-	// hello, ping, ...) still to pass; the reply to the one that brings it
-	// to zero is lost.
-	armed   int
+	// seen counts the application commands (not the driver's own hello,
+	// ping, ...) since lose was called; the replies to those whose number
+	// is in drop are lost.
+	seen    int
+	cmds    []string // the commands seen since lose was called
+	drop    map[int]bool
+	dropAll map[string]bool // commands whose replies are all lost
 	dropped []string
 	conns   []net.Conn
 }
@@ -51,12 +56,32 @@ func newReplyDropper(t *testing.T, target string) *replyDropper {
 	return p
 }
 
-// lose arms the proxy: the reply to the n-th application command from now
-// is lost.
-func (p *replyDropper) lose(n int) {
+// lose arms the proxy: the replies to the n-th application commands from
+// now on are lost (none for lose()).
+func (p *replyDropper) lose(ns ...int) {
 	p.mu.Lock()
-	p.armed = n
+	p.seen, p.cmds, p.drop, p.dropAll = 0, nil, map[int]bool{}, nil
+	for _, n := range ns {
+		p.drop[n] = true
+	}
 	p.mu.Unlock()
+}
+
+// loseEvery loses the replies to every cmd command until lose is called.
+func (p *replyDropper) loseEvery(cmd string) {
+	p.mu.Lock()
+	if p.dropAll == nil {
+		p.dropAll = map[string]bool{}
+	}
+	p.dropAll[cmd] = true
+	p.mu.Unlock()
+}
+
+// commands returns the commands seen since lose was called.
+func (p *replyDropper) commands() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.cmds...)
 }
 
 // lost returns the commands whose reply was lost since the last call.
@@ -125,12 +150,11 @@ func (p *replyDropper) requests(c, s net.Conn, drop chan<- int32) {
 		}
 		if cmd := command(msg); cmd != "" && !driverCommands[cmd] {
 			p.mu.Lock()
-			if p.armed > 0 {
-				p.armed--
-				if p.armed == 0 {
-					p.dropped = append(p.dropped, cmd)
-					drop <- int32(binary.LittleEndian.Uint32(msg[4:]))
-				}
+			p.seen++
+			p.cmds = append(p.cmds, cmd)
+			if p.drop[p.seen] || p.dropAll[cmd] {
+				p.dropped = append(p.dropped, cmd)
+				drop <- int32(binary.LittleEndian.Uint32(msg[4:]))
 			}
 			p.mu.Unlock()
 		}
@@ -168,20 +192,89 @@ func (p *replyDropper) replies(s, c net.Conn, drop <-chan int32) {
 	}
 }
 
+// openBehindDropper opens an observer that talks to the store through a
+// replyDropper.
+func openBehindDropper(t *testing.T, s *store) (*replyDropper, *Observer) {
+	t.Helper()
+	host := strings.TrimSuffix(strings.TrimPrefix(s.base, "mongodb://"), "/")
+	proxy := newReplyDropper(t, host)
+	cfg, err := ParseConfig("mongodb://" + proxy.l.Addr().String() + "/" + s.db + "?serverSelectionTimeoutMS=5000")
+	must(t, err)
+	o, err := New(ctx, cfg, observer.Settings{})
+	must(t, err)
+	t.Cleanup(func() { _ = o.Close(context.Background()) })
+	return proxy, o
+}
+
+// TestHardening15StartLeavesNoGhost loses the reply to the insert of the
+// run: the observer finds its own document by its start token and keeps
+// it; when it cannot find out (the replies to its check are lost too), it
+// removes that document and allocates again. Either way the start
+// succeeds with exactly one document.
+func TestHardening15StartLeavesNoGhost(t *testing.T) {
+	s := newStore(t)
+	// One run there already, so that ids are allocated past it.
+	_, err := s.open(t, "", nil).Started(ctx, observertest.StartEvent())
+	must(t, err)
+
+	// Where the insert comes among the commands of a start like the
+	// ones below: after reading the indexes, the sources and the largest
+	// id.
+	probe, po := openBehindDropper(t, s)
+	probe.lose()
+	_, err = po.Started(ctx, observertest.StartEvent())
+	must(t, err)
+	insert := slices.Index(probe.commands(), "insert") + 1
+	if insert == 0 {
+		t.Fatalf("no insert among %v", probe.commands())
+	}
+	t.Run("insert reply lost", func(t *testing.T) {
+		proxy, o := openBehindDropper(t, s)
+		proxy.lose(insert)
+		id, err := o.Started(ctx, observertest.StartEvent())
+		lost := proxy.lost()
+		proxy.lose()
+		must(t, err)
+		if len(lost) != 1 || lost[0] != "insert" {
+			t.Fatalf("replies lost to %v, want the insert's", lost)
+		}
+		n, err := o.runs.CountDocuments(ctx, bson.D{{Key: "_id", Value: o.id}})
+		must(t, err)
+		if n != 1 {
+			t.Errorf("%d documents with _id %s", n, id)
+		}
+		if all, err := o.runs.CountDocuments(ctx, bson.D{}); err != nil || all != 3 {
+			t.Errorf("%d runs stored (%v), want 3", all, err)
+		}
+	})
+	t.Run("insert reply lost and no answer until the deadline", func(t *testing.T) {
+		proxy, o := openBehindDropper(t, s)
+		proxy.lose(insert)
+		proxy.loseEvery("aggregate") // the check
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := o.Started(sctx, observertest.StartEvent())
+		cmds := proxy.commands()
+		proxy.lose()
+		if err == nil {
+			t.Fatal("Started succeeded with no answer to its checks")
+		}
+		if !slices.Contains(cmds, "delete") {
+			t.Errorf("the start did not remove its document: commands %v", cmds)
+		}
+		if all, err := o.runs.CountDocuments(ctx, bson.D{}); err != nil || all != 3 {
+			t.Errorf("%d runs stored (%v), want 3: the failed start left a ghost", all, err)
+		}
+	})
+}
+
 // TestLostRepliesStoreNothingTwice loses the reply to each write of a
 // metrics batch, a beat and an artifact in turn, then sends the same call
 // again, as the retry decorator does after an error: every point, byte of
 // output and artifact is stored exactly once.
 func TestLostRepliesStoreNothingTwice(t *testing.T) {
 	s := newStore(t)
-	host := strings.TrimSuffix(strings.TrimPrefix(s.base, "mongodb://"), "/")
-	proxy := newReplyDropper(t, host)
-	spec := "mongodb://" + proxy.l.Addr().String() + "/" + s.db + "?serverSelectionTimeoutMS=5000"
-	cfg, err := ParseConfig(spec)
-	must(t, err)
-	o, err := New(ctx, cfg, observer.Settings{})
-	must(t, err)
-	defer o.Close(ctx)
+	proxy, o := openBehindDropper(t, s)
 	ev := observertest.StartEvent()
 	id, err := o.Started(ctx, ev)
 	must(t, err)
@@ -195,7 +288,7 @@ func TestLostRepliesStoreNothingTwice(t *testing.T) {
 		first := call()
 		lost := proxy.lost()
 		t.Logf("%s: lost %v, first error %v", what, lost, first)
-		proxy.lose(0)
+		proxy.lose()
 		if len(lost) == 0 {
 			must(t, first)
 			return false

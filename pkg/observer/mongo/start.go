@@ -31,6 +31,14 @@ func (o *Observer) ensureIndexes(ctx context.Context) error {
 		{o.files, bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}}, "filename_1_uploadDate_1", false},
 		{o.chunks, bson.D{{Key: "files_id", Value: 1}, {Key: "n", Value: 1}}, "files_id_1_n_1", true},
 	} {
+		// Reading the indexes first spares the write a create is, at
+		// every start but the first: many runs starting at once queue
+		// behind each other's writes on FerretDB.
+		if ok, err := hasIndex(ctx, ix.coll, ix.keys); err != nil {
+			return o.errorf("list the indexes of %s: %w", ix.coll.Name(), err)
+		} else if ok {
+			continue
+		}
 		opts := options.Index().SetName(ix.name)
 		if ix.unique {
 			opts.SetUnique(true)
@@ -45,6 +53,46 @@ func (o *Observer) ensureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hasIndex tells whether coll has an index on keys, under any name.
+func hasIndex(ctx context.Context, coll *mongo.Collection, keys bson.D) (bool, error) {
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		var ce mongo.CommandError
+		if errors.As(err, &ce) && ce.Code == 26 { // NamespaceNotFound: no collection yet
+			return false, nil
+		}
+		return false, err
+	}
+	want, err := bson.Marshal(keys)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range specs {
+		if sameKeys(s.KeysDocument, want) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sameKeys compares index key documents by field order and direction,
+// whatever number type the server stores the direction as.
+func sameKeys(a, b bson.Raw) bool {
+	ea, err1 := a.Elements()
+	eb, err2 := b.Elements()
+	if err1 != nil || err2 != nil || len(ea) != len(eb) {
+		return false
+	}
+	for i := range ea {
+		va, ok1 := ea[i].Value().AsInt64OK()
+		vb, ok2 := eb[i].Value().AsInt64OK()
+		if ea[i].Key() != eb[i].Key() || !ok1 || !ok2 || va != vb {
+			return false
+		}
+	}
+	return true
 }
 
 // storeSources stores the source files in GridFS, once per content. A
@@ -166,8 +214,8 @@ func (o *Observer) start(ctx context.Context, ev *observer.StartEvent, queued bo
 // that chose the same id spread out instead of colliding again: a random
 // wait up to idBackoffMin << collisions, at most idBackoffMax.
 const (
-	idBackoffMin = 5 * time.Millisecond
-	idBackoffMax = 500 * time.Millisecond
+	idBackoffMin = 10 * time.Millisecond
+	idBackoffMax = time.Second
 	// idRescan: after this many collisions in a row the largest id is
 	// looked up again (it may have moved far ahead); in between the next
 	// id is tried, as Sacred's file storage does. Looking it up costs a
