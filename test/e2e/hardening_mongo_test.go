@@ -14,6 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sacred-go/sacred/internal/testserver"
+	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/mongo"
 )
 
 // mongoDB is a fresh database on the test's MongoDB-compatible server: the
@@ -125,6 +127,99 @@ func TestHardening15MongoConcurrentStarts(t *testing.T) {
 	if len(outputs) != len(runs) {
 		t.Errorf("%d distinct outputs among %d runs: runs were mixed up", len(outputs), len(runs))
 	}
+}
+
+// TestHardening09MongoRefusedValue: a value FerretDB refuses (a nested
+// array) in info and in the result does not hold back the run's status or
+// output: the run is COMPLETED with its output, the refused values are
+// stored as their JSON text, and the one warning names the field without
+// repeating the value.
+func TestHardening09MongoRefusedValue(t *testing.T) {
+	m := newMongoDB(t)
+	dir := t.TempDir()
+	writeScript(t, dir, "train.sh", `set -e
+echo before
+sacred log info cm "[[1,2],[3,4]]"
+sacred log info ok 5
+echo after
+sacred log result "[[7,8]]"
+`)
+	r := sacred(t, dir, []string{pathWithSacred()}, "run", "-m", m.spec, "--", "sh", "train.sh")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	run := m.one(t)
+	if st := run.Lookup("status").StringValue(); st != "COMPLETED" {
+		t.Errorf("status %s, want COMPLETED", st)
+	}
+	if out := run.Lookup("captured_out").StringValue(); out != "before\nafter\n" {
+		t.Errorf("captured_out %q", out)
+	}
+	if v, ok := run.Lookup("info", "cm").StringValueOK(); !ok || v != "[[1,2],[3,4]]" {
+		t.Errorf("info.cm = %v, want its JSON text", run.Lookup("info", "cm"))
+	}
+	if v, ok := run.Lookup("info", "ok").AsInt64OK(); !ok || v != 5 {
+		t.Errorf("info.ok = %v, want 5", run.Lookup("info", "ok"))
+	}
+	if v, ok := run.Lookup("result").StringValueOK(); !ok || v != "[[7,8]]" {
+		t.Errorf("result = %v, want its JSON text", run.Lookup("result"))
+	}
+	if run.Lookup("stop_time").Type != bson.TypeDateTime {
+		t.Errorf("no stop_time")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if strings.Contains(line, "[[") || strings.Contains(line, "1, 2") || len(line) > 400 {
+			t.Errorf("stderr repeats the refused value or is unbounded: %q", line)
+		}
+	}
+	if !strings.Contains(r.stderr, "info.cm") || !strings.Contains(r.stderr, "result") {
+		t.Errorf("stderr does not name the refused fields: %s", r.stderr)
+	}
+}
+
+// TestHardening18MongoInvalidUTF8Output: an output under 1 MiB that is not
+// valid UTF-8 keeps its raw bytes in GridFS; captured_out shows U+FFFD.
+func TestHardening18MongoInvalidUTF8Output(t *testing.T) {
+	m := newMongoDB(t)
+	dir := t.TempDir()
+	r := sacred(t, dir, nil, "run", "-m", m.spec, "--", "printf", `caf\351 \377\376 ok\n`)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	want := "caf\xe9 \xff\xfe ok\n"
+	run := m.one(t)
+	if got := run.Lookup("captured_out").StringValue(); got != strings.ToValidUTF8(want, "\uFFFD") {
+		t.Errorf("captured_out %q", got)
+	}
+	id := run.Lookup("_id").AsInt64()
+	var f bson.Raw
+	err := m.db.Collection("fs.files").FindOne(context.Background(), bson.D{{Key: "filename", Value: fmt.Sprintf("captured_out://runs/%d", id)}}).Decode(&f)
+	if err != nil {
+		t.Fatalf("no GridFS file of the output: %v", err)
+	}
+	rd := mongoReader(t, m)
+	got, err := rd.Run(context.Background(), fmt.Sprint(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Output) != want {
+		t.Errorf("output read back %q, want the raw bytes %q", got.Output, want)
+	}
+}
+
+// mongoReader opens the Reader over the test's database.
+func mongoReader(t *testing.T, m *mongoDB) *mongo.Reader {
+	t.Helper()
+	cfg, err := mongo.ParseConfig(m.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := mongo.Open(context.Background(), cfg, observer.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rd.Close() })
+	return rd
 }
 
 // writeScript writes an executable shell script into dir.
