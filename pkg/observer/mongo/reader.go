@@ -299,6 +299,12 @@ func (r *Reader) experiment(ctx context.Context, d bson.Raw) (observer.Experimen
 					if s.MD5 == "" {
 						s.MD5 = str(f.Lookup("md5"))
 					}
+					s.Size = intOf(f.Lookup("length"))
+					if omitted, _ := f.Lookup("metadata", "omitted").BooleanOK(); omitted {
+						// A placeholder (see storeOmitted): the source's
+						// own size is in the metadata.
+						s.Omitted, s.Size = true, intOf(f.Lookup("metadata", "size"))
+					}
 				}
 			} else {
 				s.MD5 = str(ref) // a queued run of Sacred's file form

@@ -1,0 +1,127 @@
+package mongo
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/observertest"
+)
+
+// TestHardening32GridFSFilesHaveMD5: every GridFS file of a source,
+// resource or artifact has a top-level md5 of its content, as pymongo's
+// GridFS writes it, so that Python Sacred's lookup of an existing source,
+// fs.find_one({"filename": ..., "md5": ...}), finds ours.
+func TestHardening32GridFSFilesHaveMD5(t *testing.T) {
+	s := newStore(t)
+	o := s.open(t, "", nil)
+	ev := observertest.StartEvent()
+	_, err := o.Started(ctx, ev)
+	must(t, err)
+	dir := t.TempDir()
+	art := writeFile(t, dir, "model.bin", []byte("weights"))
+	must(t, o.Artifact(ctx, &observer.ArtifactEvent{Name: "model.bin", Path: art}))
+	resData := []byte("input\n")
+	res := writeFile(t, dir, "input.txt", resData)
+	must(t, o.Resource(ctx, &observer.ResourceEvent{Path: res, MD5: md5hex(resData)}))
+
+	for _, src := range ev.Experiment.Sources {
+		content, err := os.ReadFile(src.Path)
+		must(t, err)
+		// Python Sacred's query, word for word.
+		var f bson.Raw
+		err = o.files.FindOne(ctx, bson.D{{Key: "filename", Value: src.Path}, {Key: "md5", Value: md5hex(content)}}).Decode(&f)
+		if err != nil {
+			t.Errorf("source %s not found by filename and md5: %v", src.Name, err)
+		}
+	}
+	cur, err := o.files.Find(ctx, bson.D{})
+	must(t, err)
+	files := 0
+	for cur.Next(ctx) {
+		files++
+		name := str(cur.Current.Lookup("filename"))
+		sum, ok := cur.Current.Lookup("md5").StringValueOK()
+		if !ok {
+			t.Errorf("GridFS file %s has no top-level md5", name)
+			continue
+		}
+		id := cur.Current.Lookup("_id").ObjectID()
+		rc, err := openChunks(ctx, o.files, o.chunks, id)
+		must(t, err)
+		h := md5.New()
+		_, err = h.Write(readAll(t, rc))
+		must(t, err)
+		if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+			t.Errorf("GridFS file %s: md5 %s, content's %s", name, sum, got)
+		}
+	}
+	if files != 4 {
+		t.Errorf("%d GridFS files, want 4 (2 sources, 1 resource, 1 artifact)", files)
+	}
+}
+
+// TestHardening13OmittedSource: a source larger than the size cap is
+// recorded by name, md5 and size without its content, and its file is
+// never read. A later run whose source is not omitted stores the content.
+func TestHardening13OmittedSource(t *testing.T) {
+	s := newStore(t)
+	big := strings.Repeat("x = 1\n", 1000)
+	sum := md5hex([]byte(big))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "huge.py")
+	ev := observertest.StartEvent()
+	// The file does not exist: an omitted source must not be read.
+	ev.Experiment.Sources = []observer.Source{{Name: "huge.py", Path: path, MD5: sum, Size: int64(len(big)), Omitted: true}}
+	o := s.open(t, "", nil)
+	id, err := o.Started(ctx, ev)
+	must(t, err)
+
+	run, err := s.reader(t).Run(ctx, id)
+	must(t, err)
+	if len(run.Experiment.Sources) != 1 {
+		t.Fatalf("sources %+v", run.Experiment.Sources)
+	}
+	src := run.Experiment.Sources[0]
+	if src.Name != "huge.py" || src.MD5 != sum || src.Size != int64(len(big)) || !src.Omitted {
+		t.Errorf("source read back %+v, want name, md5 %s, size %d, omitted", src, sum, len(big))
+	}
+	// What Omniboard or Incense show: the placeholder's line.
+	var f bson.Raw
+	must(t, o.files.FindOne(ctx, bson.D{{Key: "filename", Value: path}}).Decode(&f))
+	rc, err := openChunks(ctx, o.files, o.chunks, f.Lookup("_id").ObjectID())
+	must(t, err)
+	if text := string(readAll(t, rc)); !strings.Contains(text, "not recorded") || !strings.Contains(text, sum) {
+		t.Errorf("placeholder content %q", text)
+	}
+	if str(f.Lookup("md5")) == sum {
+		t.Error("the placeholder carries the source's md5 at the top level: Sacred would take it for the content")
+	}
+
+	// The cap raised: the same source is stored with its content.
+	must(t, os.WriteFile(path, []byte(big), 0o644))
+	ev2 := observertest.StartEvent()
+	ev2.Experiment.Sources = []observer.Source{{Name: "huge.py", Path: path, MD5: sum, Size: int64(len(big))}}
+	id2, err := s.open(t, "", nil).Started(ctx, ev2)
+	must(t, err)
+	run2, err := s.reader(t).Run(ctx, id2)
+	must(t, err)
+	if src := run2.Experiment.Sources[0]; src.Omitted || src.Size != int64(len(big)) {
+		t.Errorf("source of the second run %+v, want its content", src)
+	}
+}
+
+func readAll(t *testing.T, rc *chunkReader) []byte {
+	t.Helper()
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	must(t, err)
+	return b
+}
