@@ -207,7 +207,13 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *chunkReader) Close() error { return r.cur.Close(context.WithoutCancel(r.ctx)) }
+// Close releases the cursor on the server, also after a read was cut
+// short by ctx (bounded by cleanupTimeout).
+func (r *chunkReader) Close() error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), cleanupTimeout)
+	defer cancel()
+	return r.cur.Close(ctx)
+}
 
 // findFile returns the id of a GridFS file with this name and md5: ours
 // and Sacred's have md5 at the top level, our older ones in metadata.md5.
@@ -345,10 +351,10 @@ func onlyDuplicates(err error) bool {
 	return true
 }
 
-// dropChunks removes the chunks of an upload that failed, best effort
-// (the server may be gone), so that no file is half there.
+// dropChunks removes the chunks of an upload that failed, best effort and
+// within ctx (the server may be gone), so that no file is half there. What
+// it cannot remove stays unreferenced; an artifact sent again removes it
+// first (see putFile).
 func dropChunks(ctx context.Context, chunks *mongo.Collection, id bson.ObjectID) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	_, _ = chunks.DeleteMany(cctx, bson.D{{Key: "files_id", Value: id}})
+	_, _ = chunks.DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
 }

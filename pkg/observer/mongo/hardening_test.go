@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -124,4 +126,57 @@ func readAll(t *testing.T, rc *chunkReader) []byte {
 	b, err := io.ReadAll(rc)
 	must(t, err)
 	return b
+}
+
+// TestHardening29MongoCallsHonourDeadline: with a server that takes the
+// commands and never answers, every call returns an error once its
+// context's deadline passes, instead of hanging.
+func TestHardening29MongoCallsHonourDeadline(t *testing.T) {
+	s := newStore(t)
+	proxy, o := openBehindDropper(t, s)
+	ev := observertest.StartEvent()
+	_, err := o.Started(ctx, ev)
+	must(t, err)
+	dir := t.TempDir()
+	art := writeFile(t, dir, "a.txt", []byte("a"))
+	out := observertest.NewOutput()
+	out.Append([]byte("hello\n"))
+	proxy.holdReplies(true)
+	defer proxy.holdReplies(false)
+	calls := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"LogMetrics", func(c context.Context) error {
+			return o.LogMetrics(c, &observer.MetricsEvent{Metrics: []observer.MetricSeries{{Name: "m", Points: []observer.MetricPoint{{Value: 1, Time: ev.Time}}}}})
+		}},
+		{"Heartbeat", func(c context.Context) error {
+			return o.Heartbeat(c, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, To: out.Size()})
+		}},
+		{"Artifact", func(c context.Context) error { return o.Artifact(c, &observer.ArtifactEvent{Name: "a.txt", Path: art}) }},
+		{"Resource", func(c context.Context) error {
+			return o.Resource(c, &observer.ResourceEvent{Path: art, MD5: md5hex([]byte("a"))})
+		}},
+		{"Completed", func(c context.Context) error { return o.Completed(c, &observer.CompletedEvent{StopTime: ev.Time}) }},
+		{"Started", func(c context.Context) error {
+			_, err := s.openBehind(t, proxy).Started(c, observertest.StartEvent())
+			return err
+		}},
+	}
+	for _, c := range calls {
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- c.call(cctx) }()
+		select {
+		case err := <-done:
+			t.Logf("%s returned after %v: %v", c.name, time.Since(start).Round(time.Millisecond), err)
+			if err == nil {
+				t.Errorf("%s succeeded with a server that does not answer", c.name)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s still running a minute after its 500 ms deadline", c.name)
+		}
+		cancel()
+	}
 }

@@ -35,6 +35,7 @@ type replyDropper struct {
 	cmds    []string // the commands seen since lose was called
 	drop    map[int]bool
 	dropAll map[string]bool // commands whose replies are all lost
+	hold    bool            // replies to application commands never come
 	dropped []string
 	conns   []net.Conn
 }
@@ -108,8 +109,9 @@ func (p *replyDropper) serve() {
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
 		drop := make(chan int32, 16) // request ids whose reply is lost
-		go p.requests(c, s, drop)
-		go p.replies(s, c, drop)
+		hold := make(chan int32, 16) // request ids whose reply never comes
+		go p.requests(c, s, drop, hold)
+		go p.replies(s, c, drop, hold)
 	}
 }
 
@@ -141,7 +143,15 @@ func command(msg []byte) string {
 	return els[0].Key()
 }
 
-func (p *replyDropper) requests(c, s net.Conn, drop chan<- int32) {
+// holdReplies makes the server seem to hang: the replies to application
+// commands are swallowed and the connection stays open.
+func (p *replyDropper) holdReplies(on bool) {
+	p.mu.Lock()
+	p.hold = on
+	p.mu.Unlock()
+}
+
+func (p *replyDropper) requests(c, s net.Conn, drop, hold chan<- int32) {
 	defer s.Close()
 	for {
 		msg, err := readMessage(c)
@@ -155,6 +165,8 @@ func (p *replyDropper) requests(c, s net.Conn, drop chan<- int32) {
 			if p.drop[p.seen] || p.dropAll[cmd] {
 				p.dropped = append(p.dropped, cmd)
 				drop <- int32(binary.LittleEndian.Uint32(msg[4:]))
+			} else if p.hold {
+				hold <- int32(binary.LittleEndian.Uint32(msg[4:]))
 			}
 			p.mu.Unlock()
 		}
@@ -164,9 +176,10 @@ func (p *replyDropper) requests(c, s net.Conn, drop chan<- int32) {
 	}
 }
 
-func (p *replyDropper) replies(s, c net.Conn, drop <-chan int32) {
+func (p *replyDropper) replies(s, c net.Conn, drop, hold <-chan int32) {
 	defer c.Close()
 	lose := map[int32]bool{}
+	held := map[int32]bool{}
 	for {
 		msg, err := readMessage(s)
 		if err != nil {
@@ -176,9 +189,14 @@ func (p *replyDropper) replies(s, c net.Conn, drop <-chan int32) {
 			select {
 			case id := <-drop:
 				lose[id] = true
+			case id := <-hold:
+				held[id] = true
 			default:
 				more = false
 			}
+		}
+		if held[int32(binary.LittleEndian.Uint32(msg[8:]))] {
+			continue
 		}
 		if lose[int32(binary.LittleEndian.Uint32(msg[8:]))] {
 			// The server did the work; the client never hears of it.
@@ -193,17 +211,23 @@ func (p *replyDropper) replies(s, c net.Conn, drop <-chan int32) {
 }
 
 // openBehindDropper opens an observer that talks to the store through a
-// replyDropper.
+// new replyDropper.
 func openBehindDropper(t *testing.T, s *store) (*replyDropper, *Observer) {
 	t.Helper()
 	host := strings.TrimSuffix(strings.TrimPrefix(s.base, "mongodb://"), "/")
 	proxy := newReplyDropper(t, host)
-	cfg, err := ParseConfig("mongodb://" + proxy.l.Addr().String() + "/" + s.db + "?serverSelectionTimeoutMS=5000")
+	return proxy, s.openBehind(t, proxy)
+}
+
+// openBehind opens an observer that talks to the store through p.
+func (s *store) openBehind(t *testing.T, p *replyDropper) *Observer {
+	t.Helper()
+	cfg, err := ParseConfig("mongodb://" + p.l.Addr().String() + "/" + s.db + "?serverSelectionTimeoutMS=5000")
 	must(t, err)
 	o, err := New(ctx, cfg, observer.Settings{})
 	must(t, err)
 	t.Cleanup(func() { _ = o.Close(context.Background()) })
-	return proxy, o
+	return o
 }
 
 // TestHardening15StartLeavesNoGhost loses the reply to the insert of the

@@ -45,9 +45,10 @@ const (
 	serverSelection = 5 * time.Second
 	// opTimeout bounds a call whose context has no deadline.
 	opTimeout = 2 * time.Minute
-	// cleanupTimeout bounds the removal of what a failed call left behind
-	// (a run document, a half-written file), which runs even when the
-	// call's own context has ended.
+	// cleanupTimeout bounds the removal of the document of a start that
+	// failed, the one operation that runs after its call's context ended:
+	// a start cut short by its deadline must not leave a RUNNING run whose
+	// command never ran.
 	cleanupTimeout = 5 * time.Second
 )
 
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if err := o.detect(cctx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		_ = client.Disconnect(cctx)
 		hint := ""
 		if cfg.HostOnly {
 			hint = fmt.Sprintf(" (%q is read as HOST:PORT, as Sacred reads it; for DB.COLLECTION:RUNID add a priority, e.g. %s!30)", cfg.Display, cfg.Display)
