@@ -1,8 +1,13 @@
 // Package mongo is Sacred's MongoObserver (-m, --mongo_db) for the sacred
 // wrapper: runs, metrics and GridFS files in the shapes Omniboard,
 // Sacredboard and Incense read, without Sacred's limits (documents stay
-// under 16 MB, sources are not uploaded again, a lost server is caught up
-// with). See docs/observers/mongo.md.
+// under 16 MB, sources are not uploaded again, a call sent again after an
+// error stores nothing twice). See docs/observers/mongo.md.
+//
+// The files follow the seams of a run: config.go (the -m value and the
+// kind's registration), start.go (ids, the runs document, sources),
+// metrics.go, output.go (captured_out and the full output), files.go
+// (artifacts, resources), gridfs.go, doc.go (the documents), reader.go.
 package mongo
 
 import (
