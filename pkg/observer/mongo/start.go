@@ -212,15 +212,17 @@ func (o *Observer) start(ctx context.Context, ev *observer.StartEvent, queued bo
 
 // Backoff of the id allocation after a collision, so that concurrent starts
 // that chose the same id spread out instead of colliding again: a random
-// wait up to idBackoffMin << collisions, at most idBackoffMax.
+// wait up to idBackoffMin << collisions, at most idBackoffMax. The cap is
+// low: a collision costs the server little (the _id index answers it),
+// while every round a start sits out is one more id it may lose.
 const (
 	idBackoffMin = 10 * time.Millisecond
-	idBackoffMax = time.Second
-	// idRescan: after this many collisions in a row the largest id is
-	// looked up again (it may have moved far ahead); in between the next
-	// id is tried, as Sacred's file storage does. Looking it up costs a
-	// scan of the runs on FerretDB.
-	idRescan = 8
+	idBackoffMax = 250 * time.Millisecond
+	// idRescan: after this many collisions the largest id is looked up
+	// again (it may have moved far ahead); in between the next id is
+	// tried, as Sacred's file storage does. Looking it up costs a scan of
+	// the runs on FerretDB.
+	idRescan = 32
 )
 
 // insertNew allocates max(_id) + 1 among numeric ids and inserts. A
