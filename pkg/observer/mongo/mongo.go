@@ -96,7 +96,6 @@ type Observer struct {
 	// UTF-8 (see writeOutput).
 	out        observer.Output
 	outTo      int64
-	finalBeat  bool
 	outFile    *appendFile
 	rawOutput  bool
 	resources  map[string]bool
@@ -513,15 +512,12 @@ func transient(err error) bool {
 	return true
 }
 
-// refused tells an error of the server refusing what was written (a
-// value it cannot store), as opposed to one of reaching it.
+// refused tells an error of the server refusing what was written (a value
+// it cannot store: a write error of the document), as opposed to one of
+// reaching it or of the operation as a whole (a missing permission).
 func refused(err error) bool {
 	var we mongo.WriteException
-	if errors.As(err, &we) && len(we.WriteErrors) > 0 {
-		return !transient(err)
-	}
-	var ce mongo.CommandError
-	return errors.As(err, &ce) && !transient(err)
+	return errors.As(err, &we) && len(we.WriteErrors) > 0 && !transient(err)
 }
 
 // maxErrorLen bounds the text of an error: a server may quote what it

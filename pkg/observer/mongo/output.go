@@ -21,7 +21,7 @@ import (
 // From on, which the runner guarantees is where the last successful beat
 // ended; from 0 when this beat starts it.
 func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent) (text string, changed bool, err error) {
-	o.out, o.outTo, o.finalBeat = ev.Output, ev.To, ev.Final
+	o.out, o.outTo = ev.Output, ev.To
 	_, haveText := o.stored["captured_out"]
 	fileDue := ev.Final && o.outFile != nil && o.outFile.length != ev.To
 	if ev.From == ev.To && haveText && !fileDue {
@@ -59,7 +59,7 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 // finishOutput writes the last chunk of the full output at the final
 // event, if the final beat did not.
 func (o *Observer) finishOutput(ctx context.Context) error {
-	if o.outFile == nil || o.finalBeat || o.outFile.length == o.outTo {
+	if o.outFile == nil || o.outFile.length == o.outTo {
 		return nil
 	}
 	return o.outFile.write(ctx, o.out, o.outTo, o.outTo, true)
