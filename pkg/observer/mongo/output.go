@@ -56,13 +56,14 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 	return text, err == nil, err
 }
 
-// finishOutput writes the last chunk of the full output at the final
-// event, if the final beat did not.
+// finishOutput writes the end of the full output at the final event, if
+// the final beat did not: from where the file's length says it is stored
+// to the end of the latest output.
 func (o *Observer) finishOutput(ctx context.Context) error {
 	if o.outFile == nil || o.outFile.length == o.outTo {
 		return nil
 	}
-	return o.outFile.write(ctx, o.out, o.outTo, o.outTo, true)
+	return o.outFile.write(ctx, o.out, o.outFile.length, o.outTo, true)
 }
 
 // validUTF8 tells whether b is valid UTF-8. Unless final, an incomplete
