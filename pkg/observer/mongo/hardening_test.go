@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -178,5 +181,55 @@ func TestHardening29MongoCallsHonourDeadline(t *testing.T) {
 			t.Fatalf("%s still running a minute after its 500 ms deadline", c.name)
 		}
 		cancel()
+	}
+}
+
+// TestHardening09RefusedConfig: a config value the server refuses (FerretDB
+// refuses nested arrays) does not stop the start: it is stored as its JSON
+// text, and the rest of the config as it is.
+func TestHardening09RefusedConfig(t *testing.T) {
+	s := newStore(t)
+	var warn strings.Builder
+	o := s.open(t, "", &warn)
+	if !o.IsFerretDB() {
+		t.Skip("the server takes nested arrays")
+	}
+	ev := observertest.StartEvent()
+	ev.Config = map[string]any{"grid": []any{[]any{1, 2}, []any{3, 4}}, "lr": 0.1}
+	ev.Meta.ConfigUpdates = map[string]any{"grid": []any{[]any{1, 2}, []any{3, 4}}}
+	_, err := o.Started(ctx, ev)
+	must(t, err)
+	raw := rawRun(t, o)
+	if got := str(raw.Lookup("config", "grid")); got != "[[1,2],[3,4]]" {
+		t.Errorf("config.grid = %v, want its JSON text", raw.Lookup("config", "grid"))
+	}
+	if lr, _ := raw.Lookup("config", "lr").DoubleOK(); lr != 0.1 {
+		t.Errorf("config.lr = %v", raw.Lookup("config", "lr"))
+	}
+	if got := str(raw.Lookup("meta", "config_updates", "grid")); got != "[[1,2],[3,4]]" {
+		t.Errorf("meta.config_updates.grid = %v, want its JSON text", raw.Lookup("meta", "config_updates", "grid"))
+	}
+	if got := strings.Join(keys(raw), ","); !strings.HasPrefix(got, "_id,experiment,format,command,host,start_time,config,meta,status") {
+		t.Errorf("keys %s: not Sacred's order", got)
+	}
+	if !strings.Contains(warn.String(), "config.grid") || strings.Contains(warn.String(), "[[") {
+		t.Errorf("warnings %q: want config.grid named, the value not repeated", warn.String())
+	}
+}
+
+// TestHardening09ErrorsDoNotRepeatValues: the text of an error keeps out
+// the value a server quotes, and is bounded.
+func TestHardening09ErrorsDoNotRepeatValues(t *testing.T) {
+	value := `{ "cm": [ [ 1, 2 ], [ 3, 4 ] ] }`
+	err := bounded(fmt.Errorf("update: %w", errors.New("write exception: write errors: [invalid value: "+value+" (nested arrays are not supported)]")))
+	if strings.Contains(err.Error(), "[ 1") || !strings.Contains(err.Error(), "nested arrays are not supported") {
+		t.Errorf("error %q", err)
+	}
+	long := bounded(errors.New(strings.Repeat("é", 10000)))
+	if n := len(long.Error()); n > maxErrorLen+3 {
+		t.Errorf("error of %d bytes", n)
+	}
+	if !utf8.ValidString(long.Error()) {
+		t.Error("cut inside a character")
 	}
 }
