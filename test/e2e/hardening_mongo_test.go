@@ -137,7 +137,7 @@ func TestHardening15MongoConcurrentStarts(t *testing.T) {
 func TestHardening09MongoRefusedValue(t *testing.T) {
 	m := newMongoDB(t)
 	dir := t.TempDir()
-	writeScript(t, dir, "train.sh", `set -e
+	writeMongoScript(t, dir, "train.sh", `set -e
 echo before
 sacred log info cm "[[1,2],[3,4]]"
 sacred log info ok 5
@@ -222,8 +222,8 @@ func mongoReader(t *testing.T, m *mongoDB) *mongo.Reader {
 	return rd
 }
 
-// writeScript writes an executable shell script into dir.
-func writeScript(t *testing.T, dir, name, body string) string {
+// writeMongoScript writes an executable shell script into dir.
+func writeMongoScript(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
