@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sacred-go/sacred/internal/testserver"
+	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/mongo"
 )
 
@@ -88,7 +89,11 @@ sacred log result 0.93
 	if vs, _ := ms.Values(); len(vs) != 1 {
 		t.Errorf("info.metrics %v", ms)
 	}
-	rd, err := mongo.NewReader(ctx, spec)
+	cfg, err := mongo.ParseConfig(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := mongo.Open(ctx, cfg, observer.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}

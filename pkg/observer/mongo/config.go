@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -8,7 +9,31 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/sacred-go/sacred/pkg/observer"
 )
+
+// The -m / --mongo_db kind: Sacred's MongoObserver.
+func init() {
+	observer.Register(observer.Kind{
+		Option: "mongo_db",
+		Short:  "m",
+		Arg:    "SPEC",
+		Title:  "MongoDB",
+		Usage:  "record to MongoDB: DB, HOST:PORT:DB or mongodb://... (Sacred's MongoObserver)",
+		Remote: true,
+		Parse:  func(value string) (any, error) { return ParseConfig(value) },
+		Redact: Redact,
+		New: func(ctx context.Context, cfg any, s observer.Settings) (observer.Observer, error) {
+			return New(ctx, cfg.(*Config), s)
+		},
+		Open: func(ctx context.Context, cfg any, s observer.Settings) (observer.Reader, error) {
+			return Open(ctx, cfg.(*Config), s)
+		},
+	})
+}
 
 // DefaultPriority is Sacred's priority of the MongoObserver.
 const DefaultPriority = 30
@@ -41,6 +66,8 @@ type Config struct {
 
 	// secrets are the substrings scrubbed from driver errors.
 	secrets []string
+	// monitor, when set, sees every command sent (tests).
+	monitor *event.CommandMonitor
 }
 
 // Names of the query options of ours, accepted after a '?' in every form
@@ -72,12 +99,12 @@ var (
 
 const grammarHelp = `use DB, HOST:PORT, HOST:PORT:DB, DB.COLLECTION, DB.COLLECTION:RUNID, any of them with !PRIORITY, or a mongodb:// or mongodb+srv:// URI`
 
-// ParseSpec parses the value of -m / --mongo_db. It accepts every form
+// ParseConfig parses the value of -m / --mongo_db. It accepts every form
 // Sacred accepts, resolved as Sacred resolves them, plus mongodb:// and
 // mongodb+srv:// URIs (database from the path, default "sacred"), and the
 // options collection_prefix, priority and overwrite after a '?'. Errors
 // never contain a password.
-func ParseSpec(value string) (*Config, error) {
+func ParseConfig(value string) (*Config, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, errors.New("mongo: empty -m value; " + grammarHelp)
 	}
@@ -336,7 +363,7 @@ const mask = "xxxxx"
 
 // Redact returns an -m value with the password and secret options masked.
 // The user name is kept: it helps to tell accounts apart and is not a
-// secret. It is safe on any input, even one ParseSpec rejects.
+// secret. It is safe on any input, even one ParseConfig rejects.
 func Redact(value string) string {
 	i := strings.Index(value, "://")
 	if i < 0 {

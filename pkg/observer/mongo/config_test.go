@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestParseSpecSacredForms(t *testing.T) {
+func TestParseConfigSacredForms(t *testing.T) {
 	type want struct {
 		uri, db, runs, metrics string
 		overwrite              int64
@@ -44,19 +44,19 @@ func TestParseSpecSacredForms(t *testing.T) {
 		{"mongodb://h/?tlsCAFile=/etc/ca.pem&tlsCertificateKeyFile=/etc/me.pem", want{"mongodb://h/?tlsCAFile=/etc/ca.pem&tlsCertificateKeyFile=/etc/me.pem", "sacred", "runs", "metrics", 0, 30, false}},
 		{"mongodb://h/lab?overwrite=12", want{"mongodb://h/", "lab", "runs", "metrics", 12, 30, false}},
 	} {
-		c, err := ParseSpec(tc.in)
+		c, err := ParseConfig(tc.in)
 		if err != nil {
-			t.Errorf("ParseSpec(%q): %v", tc.in, err)
+			t.Errorf("ParseConfig(%q): %v", tc.in, err)
 			continue
 		}
 		got := want{c.URI, c.DB, c.Runs, c.Metrics, c.Overwrite, c.Priority, c.HostOnly}
 		if got != tc.want {
-			t.Errorf("ParseSpec(%q)\n got %+v\nwant %+v", tc.in, got, tc.want)
+			t.Errorf("ParseConfig(%q)\n got %+v\nwant %+v", tc.in, got, tc.want)
 		}
 	}
 }
 
-func TestParseSpecErrors(t *testing.T) {
+func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ in, msg string }{
 		{"", "empty -m value"},
 		{"1db", "cannot read -m value \"1db\""},
@@ -78,16 +78,16 @@ func TestParseSpecErrors(t *testing.T) {
 		{"mongodb://u:p%zz@h/db", "not percent-encoded"},
 		{"mongodb://h/db?overwrite=-1", "positive run id"},
 	} {
-		_, err := ParseSpec(tc.in)
+		_, err := ParseConfig(tc.in)
 		if err == nil {
-			t.Errorf("ParseSpec(%q) succeeded, want an error with %q", tc.in, tc.msg)
+			t.Errorf("ParseConfig(%q) succeeded, want an error with %q", tc.in, tc.msg)
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("ParseSpec(%q) = %q, want it to contain %q", tc.in, err, tc.msg)
+			t.Errorf("ParseConfig(%q) = %q, want it to contain %q", tc.in, err, tc.msg)
 		}
 		if strings.Contains(err.Error(), "\n") {
-			t.Errorf("ParseSpec(%q): error spans lines: %q", tc.in, err)
+			t.Errorf("ParseConfig(%q): error spans lines: %q", tc.in, err)
 		}
 	}
 }
@@ -109,9 +109,9 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-// TestParseSpecKeepsSecretsOutOfErrors checks every error path that sees a
+// TestParseConfigKeepsSecretsOutOfErrors checks every error path that sees a
 // URI with a password.
-func TestParseSpecKeepsSecretsOutOfErrors(t *testing.T) {
+func TestParseConfigKeepsSecretsOutOfErrors(t *testing.T) {
 	for _, in := range []string{
 		"mongodb://alice:TopSecret1@/db",
 		"mongodb://alice:TopSecret1@h/bad.db",
@@ -119,15 +119,15 @@ func TestParseSpecKeepsSecretsOutOfErrors(t *testing.T) {
 		"mongodb://alice:TopSecret1@h/db?priority=x",
 		"mongodb://alice:TopSecret1%zz@h/db",
 	} {
-		_, err := ParseSpec(in)
+		_, err := ParseConfig(in)
 		if err == nil {
-			t.Fatalf("ParseSpec(%q) succeeded", in)
+			t.Fatalf("ParseConfig(%q) succeeded", in)
 		}
 		if strings.Contains(err.Error(), "TopSecret1") {
-			t.Errorf("ParseSpec error leaks the password: %v", err)
+			t.Errorf("ParseConfig error leaks the password: %v", err)
 		}
 	}
-	c, err := ParseSpec("mongodb://alice:Top%2FSecret@h/db?tlsCertificateKeyFilePassword=KeyPass9")
+	c, err := ParseConfig("mongodb://alice:Top%2FSecret@h/db?tlsCertificateKeyFilePassword=KeyPass9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +146,12 @@ func TestParseSpecKeepsSecretsOutOfErrors(t *testing.T) {
 	}
 }
 
-func FuzzParseSpec(f *testing.F) {
+func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{"mydb", "localhost:27017", "h:1:db.c:5!-3", "mydb.mycoll:5", "mongodb://u:pw@h/db?x=y", "mongodb+srv://h", "db?collection_prefix=p", "1db", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		c, err := ParseSpec(in)
+		c, err := ParseConfig(in)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") && !strings.ContainsAny(in, "\n") {
 				t.Errorf("multi-line error for %q: %q", in, err)
@@ -159,13 +159,13 @@ func FuzzParseSpec(f *testing.F) {
 			return
 		}
 		if c.DB == "" || c.Runs == "" || c.Metrics == "" {
-			t.Fatalf("ParseSpec(%q) gave empty names: %+v", in, c)
+			t.Fatalf("ParseConfig(%q) gave empty names: %+v", in, c)
 		}
 		if !strings.HasPrefix(c.URI, "mongodb://") && !strings.HasPrefix(c.URI, "mongodb+srv://") {
-			t.Fatalf("ParseSpec(%q) gave URI %q", in, c.URI)
+			t.Fatalf("ParseConfig(%q) gave URI %q", in, c.URI)
 		}
 		if strings.ContainsAny(c.DB, "/\\. \"$\x00") {
-			t.Fatalf("ParseSpec(%q) accepted database %q", in, c.DB)
+			t.Fatalf("ParseConfig(%q) accepted database %q", in, c.DB)
 		}
 		// The redacted form of an accepted URI with a password hides it.
 		if isURI(in) {
@@ -176,9 +176,9 @@ func FuzzParseSpec(f *testing.F) {
 			}
 		}
 		// Parsing is deterministic.
-		c2, err := ParseSpec(in)
+		c2, err := ParseConfig(in)
 		if err != nil || c2.URI != c.URI || c2.DB != c.DB || c2.Runs != c.Runs {
-			t.Fatalf("ParseSpec(%q) not deterministic", in)
+			t.Fatalf("ParseConfig(%q) not deterministic", in)
 		}
 	})
 }

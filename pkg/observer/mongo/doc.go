@@ -20,8 +20,9 @@ const Format = "MongoObserver-0.7.0"
 
 // pairs says how the lists of pairs of a run (experiment.sources,
 // resources) are stored. Sacred writes two-element arrays; FerretDB 1.x
-// refuses nested arrays, so for it each pair is a document {"0": a, "1": b}
-// (the form Sacred's records take when FerretDB holds them).
+// refuses nested arrays, so on it each pair is a document {"0": a, "1": b}.
+// That form is ours: Python Sacred cannot write to FerretDB at all. The
+// Reader reads both.
 type pairs int
 
 const (
@@ -235,8 +236,8 @@ func hostDoc(h *observer.Host) bson.D {
 	return d
 }
 
-// metaDoc is Sacred's meta_info, then our argv and cwd.
-func metaDoc(m *observer.Meta) bson.D {
+// metaDoc is Sacred's meta_info, then our argv, cwd and start token.
+func metaDoc(m *observer.Meta, token string) bson.D {
 	d := bson.D{
 		{Key: "command", Value: m.Command},
 		{Key: "options", Value: docOf(m.Options)},
@@ -258,12 +259,15 @@ func metaDoc(m *observer.Meta) bson.D {
 	if m.Cwd != "" {
 		d = append(d, bson.E{Key: "cwd", Value: m.Cwd})
 	}
+	if token != "" {
+		d = append(d, bson.E{Key: "start_token", Value: token})
+	}
 	return d
 }
 
 // startDoc is the runs document as Sacred's started_event inserts it, in
 // Sacred's key order.
-func startDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pairs) bson.D {
+func startDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pairs, token string) bson.D {
 	return bson.D{
 		{Key: "_id", Value: id},
 		{Key: "experiment", Value: experimentDoc(&ev.Experiment, sourceIDs, p)},
@@ -272,7 +276,7 @@ func startDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pair
 		{Key: "host", Value: hostDoc(ev.Host)},
 		{Key: "start_time", Value: date(ev.Time)},
 		{Key: "config", Value: docOf(ev.Config)},
-		{Key: "meta", Value: metaDoc(&ev.Meta)},
+		{Key: "meta", Value: metaDoc(&ev.Meta, token)},
 		{Key: "status", Value: observer.StatusRunning},
 		{Key: "resources", Value: bson.A{}},
 		{Key: "artifacts", Value: bson.A{}},
@@ -284,7 +288,7 @@ func startDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pair
 
 // queuedDoc is the document of a queued run: no format and no times, as
 // in Sacred.
-func queuedDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pairs) bson.D {
+func queuedDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pairs, token string) bson.D {
 	meta := ev.Meta
 	if meta.QueueTime == nil {
 		t := ev.Time
@@ -296,7 +300,7 @@ func queuedDoc(id any, ev *observer.StartEvent, sourceIDs []bson.ObjectID, p pai
 		{Key: "command", Value: ev.Command},
 		{Key: "host", Value: hostDoc(ev.Host)},
 		{Key: "config", Value: docOf(ev.Config)},
-		{Key: "meta", Value: metaDoc(&meta)},
+		{Key: "meta", Value: metaDoc(&meta, token)},
 		{Key: "status", Value: observer.StatusQueued},
 	}
 }

@@ -42,7 +42,7 @@ var (
 	// The wrapper runs any program: it does not know a Python version.
 	allowMissing = map[string]bool{"host.python_version": true}
 	// Facts of ours, added after Sacred's keys.
-	allowExtra = map[string]bool{"host.cpu_count": true, "host.memory_total": true, "meta.argv": true, "meta.cwd": true, "host.gpus": true, "meta.comment": true, "meta.priority": true}
+	allowExtra = map[string]bool{"host.cpu_count": true, "host.memory_total": true, "meta.argv": true, "meta.cwd": true, "meta.start_token": true, "host.gpus": true, "meta.comment": true, "meta.priority": true}
 	// User data: only the type of the container is compared.
 	userData = map[string]bool{"config": true, "meta.options": true, "meta.config_updates": true, "info.foo": true, "result": true, "host.ENV": true}
 )
@@ -196,7 +196,7 @@ func TestStartDocMatchesSacred(t *testing.T) {
 	g := loadGolden(t)
 	ev := goldenLikeStart()
 	ids := []bson.ObjectID{bson.NewObjectID(), bson.NewObjectID()}
-	b, err := bson.Marshal(startDoc(int32(1), ev, ids, pairArrays))
+	b, err := bson.Marshal(startDoc(int32(1), ev, ids, pairArrays, bson.NewObjectID().Hex()))
 	must(t, err)
 	raw := bson.Raw(b)
 	for _, id := range []string{"1", "2", "3"} {

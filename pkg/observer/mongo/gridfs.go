@@ -2,6 +2,8 @@ package mongo
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -35,29 +37,32 @@ func artifactFileName(runs, id, name string) string {
 
 // appendFile is a GridFS file that grows: the full output of a run,
 // written chunk by chunk as it arrives, so a beat costs what is new, not
-// what was written before. Whole chunks are inserted once; the last,
-// partial chunk is written only at the end of the run (the runs document's
-// captured_out shows the latest output meanwhile). The fs.files document
-// is written after the chunks, so its length never promises more than
-// they hold, and any GridFS reader can download the output during the run.
+// what was written before. The fs.files document is written after the
+// chunks, so its length never promises more than they hold, and any
+// GridFS reader can download the output during the run.
 type appendFile struct {
 	files, chunks *mongo.Collection
 	id            bson.ObjectID
 	name          string
 	runID         any
-	// stored is the bytes in whole chunks in the database; tail the bytes
-	// of a partial chunk after them (0 if none is written).
-	stored, tail int64
-	// length is the length the fs.files document holds (-1: none yet).
+	// written is set once a write succeeded: until then a write starts at
+	// 0, whatever its from.
+	written bool
+	// length is the length the fs.files document holds.
 	length int64
-	// chunkIDs are the _id of chunk n, chosen once: a retried insert of a
-	// chunk finds it there, and a rewrite addresses it by _id alone, the
-	// only filter FerretDB's SQLite backend answers without a scan.
+	// chunkIDs are the _id of chunk n, chosen once: a chunk written again
+	// (a call that comes again) is found by its _id, the only filter
+	// FerretDB's SQLite backend answers without a scan.
 	chunkIDs []bson.ObjectID
+	// partial holds the chunks that may have been written shorter than a
+	// whole chunk (the end of the output at some beat): they are replaced
+	// when written again. Other chunks are inserted (an upsert costs a lot
+	// more on FerretDB), and one that is there already is left as it is.
+	partial map[int64]bool
 }
 
 func newAppendFile(files, chunks *mongo.Collection, name string, runID any) *appendFile {
-	return &appendFile{files: files, chunks: chunks, id: bson.NewObjectID(), name: name, runID: runID, length: -1}
+	return &appendFile{files: files, chunks: chunks, id: bson.NewObjectID(), name: name, runID: runID, partial: map[int64]bool{}}
 }
 
 func (f *appendFile) chunkID(n int64) bson.ObjectID {
@@ -76,45 +81,53 @@ func (f *appendFile) chunkDoc(n int64, data []byte) bson.D {
 	}
 }
 
-// flush stores the whole chunks of bytes [0, to) of out, and with final
-// the partial chunk at the end too.
-func (f *appendFile) flush(ctx context.Context, out observer.Output, to int64, final bool) error {
-	full := to - to%chunkSize
-	for f.stored < full {
+// write stores bytes [from, to) of out: the whole chunks, and with partial
+// the partial chunk at the end too. Bytes before from are in the file
+// already (see writeOutput); the chunk from falls in is written again.
+func (f *appendFile) write(ctx context.Context, out observer.Output, from, to int64, partial bool) error {
+	if !f.written {
+		from = 0
+	}
+	end := to
+	if !partial {
+		end = to - to%chunkSize
+	}
+	var written []int64
+	for pos := from - from%chunkSize; pos < end; {
 		var models []mongo.WriteModel
-		end := f.stored
-		for len(models) < chunksPerWrite && end < full {
-			data := make([]byte, chunkSize)
-			if _, err := out.ReadAt(data, end); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read captured output at %d: %w", end, err)
+		for len(models) < chunksPerWrite && pos < end {
+			data := make([]byte, min(chunkSize, end-pos))
+			if _, err := out.ReadAt(data, pos); err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read captured output at %d: %w", pos, err)
 			}
-			n := end / chunkSize
-			if f.tail > 0 && n == f.stored/chunkSize {
-				// The partial chunk written before grew whole.
+			n := pos / chunkSize
+			if f.partial[n] {
 				models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: f.chunkID(n)}}).SetReplacement(f.chunkDoc(n, data)).SetUpsert(true))
 			} else {
 				models = append(models, mongo.NewInsertOneModel().SetDocument(f.chunkDoc(n, data)))
 			}
-			end += chunkSize
+			if len(data) < chunkSize {
+				// Marked before the write: it may land even if the call
+				// fails.
+				f.partial[n] = true
+			}
+			written = append(written, n)
+			pos += int64(len(data))
 		}
 		if _, err := f.chunks.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
 			return fmt.Errorf("write output chunks: %w", err)
 		}
-		f.stored, f.tail = end, 0
-	}
-	if final && to > f.stored && to-f.stored != f.tail {
-		n := f.stored / chunkSize
-		data := make([]byte, to-f.stored)
-		if _, err := out.ReadAt(data, f.stored); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read captured output at %d: %w", f.stored, err)
+		for _, n := range written {
+			if f.partial[n] && (n+1)*chunkSize <= end {
+				delete(f.partial, n)
+			}
 		}
-		if _, err := f.chunks.ReplaceOne(ctx, bson.D{{Key: "_id", Value: f.chunkID(n)}}, f.chunkDoc(n, data), options.Replace().SetUpsert(true)); err != nil {
-			return fmt.Errorf("write the last output chunk: %w", err)
-		}
-		f.tail = to - f.stored
+		written = written[:0]
 	}
-	length := f.stored + f.tail
-	if length == f.length {
+	// A long output's length stays where a short one's partial chunk took
+	// it, until the chunks pass it.
+	length := max(end, f.length)
+	if f.written && length == f.length {
 		return nil
 	}
 	update := bson.D{
@@ -129,7 +142,7 @@ func (f *appendFile) flush(ctx context.Context, out observer.Output, to int64, f
 	if _, err := f.files.UpdateOne(ctx, bson.D{{Key: "_id", Value: f.id}}, update, options.UpdateOne().SetUpsert(true)); err != nil {
 		return fmt.Errorf("write output file length: %w", err)
 	}
-	f.length = length
+	f.length, f.written = length, true
 	return nil
 }
 
@@ -194,17 +207,30 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *chunkReader) Close() error { return r.cur.Close(context.WithoutCancel(r.ctx)) }
+// Close releases the cursor on the server, also after a read was cut
+// short by ctx (bounded by cleanupTimeout).
+func (r *chunkReader) Close() error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), cleanupTimeout)
+	defer cancel()
+	return r.cur.Close(ctx)
+}
 
-// findFile returns the id of a GridFS file with this name and md5, kept in
-// metadata.md5 by us and in md5 by Sacred with pymongo < 4.
-func findFile(ctx context.Context, files *mongo.Collection, name, md5 string) (bson.ObjectID, bool, error) {
+// findFile returns the id of a GridFS file with this name and md5: ours
+// and Sacred's have md5 at the top level, our older ones in metadata.md5.
+// A placeholder of an omitted source (see storeOmitted) is found only when
+// omitted is set, and is never taken for the content.
+func findFile(ctx context.Context, files *mongo.Collection, name, md5 string, omitted bool) (bson.ObjectID, bool, error) {
 	filter := bson.D{
 		{Key: "filename", Value: name},
 		{Key: "$or", Value: bson.A{
 			bson.D{{Key: "metadata.md5", Value: md5}},
 			bson.D{{Key: "md5", Value: md5}},
 		}},
+	}
+	if omitted {
+		filter = append(filter, bson.E{Key: "metadata.omitted", Value: true})
+	} else {
+		filter = append(filter, bson.E{Key: "metadata.omitted", Value: bson.D{{Key: "$ne", Value: true}}})
 	}
 	var doc struct {
 		ID bson.ObjectID `bson:"_id"`
@@ -219,32 +245,116 @@ func findFile(ctx context.Context, files *mongo.Collection, name, md5 string) (b
 	return doc.ID, true, nil
 }
 
-// storeDedup stores a file under name unless a file with that name and md5
-// is there already (Sacred's source lookup, which stopped matching with
-// pymongo 4 and re-uploaded every source on every run).
-func storeDedup(ctx context.Context, b *mongo.GridFSBucket, files *mongo.Collection, name, path, md5 string) (bson.ObjectID, error) {
-	if id, ok, err := findFile(ctx, files, name, md5); err != nil {
+// storeDedup stores the file at path under name unless a file with that
+// name and md5 is there already (Sacred's source lookup, which stopped
+// matching with pymongo 4 and re-uploaded every source on every run).
+func storeDedup(ctx context.Context, files, chunks *mongo.Collection, name, path, md5 string) (bson.ObjectID, error) {
+	if id, ok, err := findFile(ctx, files, name, md5, false); err != nil {
 		return id, fmt.Errorf("look up %s in GridFS: %w", name, err)
 	} else if ok {
 		return id, nil
 	}
-	return upload(ctx, b, name, path, options.GridFSUpload().SetMetadata(bson.D{{Key: "md5", Value: md5}}))
-}
-
-func upload(ctx context.Context, b *mongo.GridFSBucket, name, path string, opts *options.GridFSUploadOptionsBuilder) (bson.ObjectID, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return bson.ObjectID{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	id, err := b.UploadFromStream(ctx, name, f, opts)
-	if err != nil {
-		// A half-written file would be found by name later: drop its
-		// chunks, best effort (the server may be gone).
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = b.Delete(dctx, id)
-		cancel()
-		return bson.ObjectID{}, fmt.Errorf("upload %s to GridFS: %w", name, err)
+	id := bson.NewObjectID()
+	meta := bson.D{{Key: "metadata", Value: bson.D{{Key: "md5", Value: md5}}}}
+	if _, err := putFile(ctx, files, chunks, id, name, f, meta, false); err != nil {
+		return id, err
 	}
 	return id, nil
+}
+
+// putFile stores the content of r in GridFS as file id, as pymongo's GridFS
+// writes it: the chunks, then the files document with length, chunkSize,
+// uploadDate, md5 (Sacred finds an existing source by filename and md5),
+// filename and the extra fields (contentType, metadata). It returns the
+// md5. again says an earlier call for this id may have left chunks
+// behind: they are removed first.
+func putFile(ctx context.Context, files, chunks *mongo.Collection, id bson.ObjectID, name string, r io.Reader, extra bson.D, again bool) (string, error) {
+	if again {
+		if _, err := chunks.DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}}); err != nil {
+			return "", fmt.Errorf("remove what an earlier upload of %s left: %w", name, err)
+		}
+	}
+	h := md5.New()
+	var length int64
+	var n int32
+	buf := make([]byte, chunkSize)
+	for done := false; !done; {
+		var docs []any
+		for len(docs) < chunksPerWrite {
+			k, err := io.ReadFull(r, buf)
+			if k > 0 {
+				h.Write(buf[:k])
+				docs = append(docs, bson.D{
+					{Key: "_id", Value: bson.NewObjectID()},
+					{Key: "files_id", Value: id},
+					{Key: "n", Value: n},
+					{Key: "data", Value: bson.Binary{Data: append([]byte(nil), buf[:k]...)}},
+				})
+				n++
+				length += int64(k)
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				done = true
+				break
+			}
+			if err != nil {
+				dropChunks(ctx, chunks, id)
+				return "", fmt.Errorf("read %s: %w", name, err)
+			}
+		}
+		if len(docs) == 0 {
+			break
+		}
+		if _, err := chunks.InsertMany(ctx, docs); err != nil {
+			dropChunks(ctx, chunks, id)
+			return "", fmt.Errorf("upload %s to GridFS: %w", name, err)
+		}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	doc := bson.D{
+		{Key: "_id", Value: id},
+		{Key: "length", Value: length},
+		{Key: "chunkSize", Value: int32(chunkSize)},
+		{Key: "uploadDate", Value: date(time.Now())},
+		{Key: "md5", Value: sum},
+		{Key: "filename", Value: name},
+	}
+	doc = append(doc, extra...)
+	if _, err := files.InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
+		if !transient(err) {
+			dropChunks(ctx, chunks, id)
+		}
+		// Else the document may be there after all: the chunks stay, for
+		// a call that comes again to find.
+		return "", fmt.Errorf("upload %s to GridFS: %w", name, err)
+	}
+	return sum, nil
+}
+
+// onlyDuplicates tells a bulk write whose only failures are inserts of
+// documents that exist: a write sent again whose first try went through.
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}
+
+// dropChunks removes the chunks of an upload that failed, best effort and
+// within ctx (the server may be gone), so that no file is half there. What
+// it cannot remove stays unreferenced; an artifact sent again removes it
+// first (see putFile).
+func dropChunks(ctx context.Context, chunks *mongo.Collection, id bson.ObjectID) {
+	_, _ = chunks.DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
 }

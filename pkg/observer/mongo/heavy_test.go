@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -88,9 +89,6 @@ func TestLargeOutput(t *testing.T) {
 		t0 := time.Now()
 		must(t, o.Heartbeat(ctx, hb))
 		t.Logf("beat %d: %d MB new output in %v", i, (total/beats)>>20, time.Since(t0).Round(time.Millisecond))
-		if o.failing {
-			t.Fatalf("beat %d failed: %v", i, o.lastErr)
-		}
 		raw := rawRun(t, o)
 		// What we wrote: the document's own BSON size.
 		if len(raw) > 2<<20 {
@@ -238,94 +236,106 @@ func TestLargeArtifact(t *testing.T) {
 }
 
 // TestServerLostMidRun stops the server during a run and starts it again
-// on the same port and data: the run goes on, the observer catches up, and
-// the final record is complete.
+// on the same port and data. While it is away every call returns an
+// error, within its deadline; sent again afterwards (as the retry
+// decorator does: the failed points first, the same output range, the
+// same artifact), everything is stored once and the record is complete.
 func TestServerLostMidRun(t *testing.T) {
 	if os.Getenv(testserver.EnvMongoURI) != "" {
 		t.Skip("needs the embedded server, which the test can stop")
 	}
 	s := newStore(t)
-	var warn bytes.Buffer
-	o := s.open(t, "serverSelectionTimeoutMS=300", &warn)
+	o := s.open(t, "serverSelectionTimeoutMS=300", nil)
 	ev := observertest.StartEvent()
 	id, err := o.Started(ctx, ev)
 	must(t, err)
-	beats := observertest.NewBeats()
-	info := map[string]any{"epoch": 1}
-	beats.Out.Append([]byte("epoch 1\n"))
-	must(t, o.LogMetrics(ctx, &observer.MetricsEvent{Info: info, Metrics: []observer.MetricSeries{{Name: "loss", Points: []observer.MetricPoint{{Step: 0, Value: 1, Time: ev.Time}}}}}))
-	must(t, o.Heartbeat(ctx, beats.Next(ev.Time.Add(time.Second), info)))
+	out := observertest.NewOutput()
+	point := func(i int) observer.MetricPoint {
+		return observer.MetricPoint{Step: int64(i), Value: 1 / float64(i+1), Time: ev.Time.Add(time.Duration(i) * time.Millisecond)}
+	}
+	series := func(pts ...observer.MetricPoint) []observer.MetricSeries {
+		return []observer.MetricSeries{{Name: "loss", Points: pts}}
+	}
+	beat := func(from int64, info map[string]any) *observer.HeartbeatEvent {
+		return &observer.HeartbeatEvent{Info: info, BeatTime: time.Now(), Output: out, From: from, To: out.Size()}
+	}
+	out.Append([]byte("epoch 1\n"))
+	must(t, o.LogMetrics(ctx, &observer.MetricsEvent{Metrics: series(point(0))}))
+	must(t, o.Heartbeat(ctx, beat(0, map[string]any{"epoch": 1})))
+	acked := out.Size()
 
 	s.srv.Stop()
-	// While the server is away: every event returns nil and keeps its data.
 	dir := t.TempDir()
 	art := writeFile(t, dir, "model.txt", []byte("weights\n"))
-	for i := 2; i <= 4; i++ {
-		info = map[string]any{"epoch": i}
-		beats.Out.Append([]byte(fmt.Sprintf("epoch %d\n", i)))
-		must(t, o.LogMetrics(ctx, &observer.MetricsEvent{Info: info, Metrics: []observer.MetricSeries{{Name: "loss", Points: []observer.MetricPoint{{Step: int64(i - 1), Value: 1 / float64(i), Time: ev.Time}}}}}))
-		o.nextTry = time.Time{} // make every beat try, without waiting for the backoff
-		must(t, o.Heartbeat(ctx, beats.Next(ev.Time.Add(time.Duration(i)*time.Second), info)))
+	out.Append([]byte("epoch 2\n"))
+	failing := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s with the server gone: no error", what)
+		}
 	}
-	must(t, o.Artifact(ctx, &observer.ArtifactEvent{Name: "model.txt", Path: art}))
-	if !o.failing {
-		t.Fatal("observer did not notice the server was gone")
-	}
-	if n := strings.Count(warn.String(), "\n"); n != 1 || !strings.Contains(warn.String(), "retrying") {
-		t.Errorf("warnings while the server is away: %q, want one line", warn.String())
-	}
+	failing("LogMetrics", o.LogMetrics(ctx, &observer.MetricsEvent{Metrics: series(point(1))}))
+	failing("Heartbeat", o.Heartbeat(ctx, beat(acked, map[string]any{"epoch": 2})))
+	failing("Artifact", o.Artifact(ctx, &observer.ArtifactEvent{Name: "model.txt", Path: art}))
 
 	s.srv.Start()
-	fctx, cancel := contextWithTimeout(30 * time.Second)
-	defer cancel()
-	must(t, o.Completed(fctx, &observer.CompletedEvent{StopTime: ev.Time.Add(5 * time.Second), Result: 42, HasResult: true}))
+	waitServer(t, o)
+	out.Append([]byte("epoch 3\n"))
+	info := map[string]any{"epoch": 3}
+	must(t, o.LogMetrics(ctx, &observer.MetricsEvent{Info: info, Metrics: series(point(1), point(2))}))
+	must(t, o.Artifact(ctx, &observer.ArtifactEvent{Name: "model.txt", Path: art}))
+	hb := beat(acked, info)
+	hb.Final = true
+	must(t, o.Heartbeat(ctx, hb))
+	must(t, o.Completed(ctx, &observer.CompletedEvent{StopTime: ev.Time.Add(5 * time.Second), Result: 42, HasResult: true}))
 
 	run, err := s.reader(t).Run(ctx, id)
 	must(t, err)
 	if run.Status != "COMPLETED" || !observertest.Equal(run.Result, 42) {
 		t.Errorf("status %s result %v", run.Status, run.Result)
 	}
-	if string(run.Output) != "epoch 1\nepoch 2\nepoch 3\nepoch 4\n" {
+	if string(run.Output) != "epoch 1\nepoch 2\nepoch 3\n" {
 		t.Errorf("output %q", run.Output)
 	}
-	if len(run.Metrics) != 1 || len(run.Metrics[0].Points) != 4 {
-		t.Errorf("metrics %+v", run.Metrics)
+	if len(run.Metrics) != 1 || len(run.Metrics[0].Points) != 3 {
+		t.Fatalf("metrics %+v, want 3 points", run.Metrics)
 	}
-	if !observertest.Equal(run.Info["epoch"], 4) {
+	for i, p := range run.Metrics[0].Points {
+		if p.Step != int64(i) {
+			t.Errorf("point %d has step %d", i, p.Step)
+		}
+	}
+	if !observertest.Equal(run.Info["epoch"], 3) {
 		t.Errorf("info %v", run.Info)
 	}
 	if len(run.Artifacts) != 1 {
-		t.Errorf("artifacts %v", run.Artifacts)
-	}
-	if !strings.Contains(warn.String(), "server back") {
-		t.Errorf("no line saying the server is back: %q", warn.String())
+		t.Errorf("artifacts %v, want one", run.Artifacts)
 	}
 }
 
-// TestFinalStateLostIsReported: the server never comes back within the
-// flush deadline; one line on the warning writer says what is lost.
-func TestFinalStateLostIsReported(t *testing.T) {
+// TestFinalStateLostIsAnError: with the server gone, the final event
+// returns an error within its deadline that names the status not written.
+func TestFinalStateLostIsAnError(t *testing.T) {
 	if os.Getenv(testserver.EnvMongoURI) != "" {
 		t.Skip("needs the embedded server, which the test can stop")
 	}
 	s := newStore(t)
-	var warn bytes.Buffer
-	o := s.open(t, "serverSelectionTimeoutMS=200", &warn)
+	o := s.open(t, "serverSelectionTimeoutMS=200", nil)
 	ev := observertest.StartEvent()
 	_, err := o.Started(ctx, ev)
 	must(t, err)
 	s.srv.Stop()
-	must(t, o.LogMetrics(ctx, &observer.MetricsEvent{Metrics: []observer.MetricSeries{{Name: "loss", Points: []observer.MetricPoint{{Value: 1, Time: ev.Time}}}}}))
-	fctx, cancel := contextWithTimeout(time.Second)
+	fctx, cancel := contextWithTimeout(30 * time.Second)
 	defer cancel()
 	err = o.Completed(fctx, &observer.CompletedEvent{StopTime: ev.Time})
 	if err == nil {
 		t.Fatal("Completed succeeded with the server gone")
 	}
-	lines := strings.Split(strings.TrimSpace(warn.String()), "\n")
-	last := lines[len(lines)-1]
-	if len(lines) != 2 || !strings.Contains(last, "not fully recorded") || !strings.Contains(last, "1 metric points") || !strings.Contains(last, "status") {
-		t.Errorf("warnings %q", warn.String())
+	if fctx.Err() != nil {
+		t.Errorf("Completed ran until its deadline instead of returning the server's error")
+	}
+	if !strings.Contains(err.Error(), "COMPLETED") && !strings.Contains(err.Error(), "result") {
+		t.Errorf("error %q does not say what was not written", err)
 	}
 }
 
@@ -335,7 +345,7 @@ func TestServerDownAtStart(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	start := time.Now()
-	_, err = Open(ctx, "mongodb://alice:Hunter22@"+addr+"/lab?serverSelectionTimeoutMS=300", observer.Settings{})
+	_, err = openValue("mongodb://alice:Hunter22@" + addr + "/lab?serverSelectionTimeoutMS=300")
 	if err == nil {
 		t.Fatal("Open succeeded with no server")
 	}
@@ -349,7 +359,7 @@ func TestServerDownAtStart(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 	// Sacred's ambiguous form gets a hint.
-	_, err = Open(ctx, "mydb.mycoll:1", observer.Settings{})
+	_, err = openValue("mydb.mycoll:1")
 	if err == nil || !strings.Contains(err.Error(), "read as HOST:PORT") {
 		t.Errorf("ambiguous form: %v", err)
 	}
@@ -361,12 +371,12 @@ func TestCredentialsNeverStored(t *testing.T) {
 	s := newStore(t)
 	const pw = "Pa55wordSecret"
 	spec := strings.Replace(s.spec(""), "mongodb://", "mongodb://sacred:"+pw+"@", 1)
-	cfg, err := ParseSpec(spec)
+	cfg, err := ParseConfig(spec)
 	must(t, err)
 	if s.srv != nil {
 		// The embedded FerretDB has no users: connect without them, but
 		// keep the configuration (and its redaction) of the URI with them.
-		plain, err := ParseSpec(s.spec(""))
+		plain, err := ParseConfig(s.spec(""))
 		must(t, err)
 		cfg.URI = plain.URI
 	}
@@ -414,4 +424,30 @@ func TestCredentialsNeverStored(t *testing.T) {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// openValue opens an observer from an -m value through the registered
+// kind, as the command line does.
+func openValue(value string) (observer.Observer, error) {
+	k, ok := observer.Lookup("mongo_db")
+	if !ok {
+		return nil, errors.New("mongo_db is not registered")
+	}
+	return k.OpenObserver(ctx, value, observer.Settings{})
+}
+
+// waitServer returns once o's client sees the server again (its monitor
+// checks at most every 500 ms), or fails the test after 30 s.
+func waitServer(t *testing.T, o *Observer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := o.client.Ping(ctx, nil)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not back: %v", err)
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package mongo
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -63,7 +63,7 @@ func (s *store) spec(extra string) string {
 
 func (s *store) open(t testing.TB, extra string, warn io.Writer) *Observer {
 	t.Helper()
-	cfg, err := ParseSpec(s.spec(extra))
+	cfg, err := ParseConfig(s.spec(extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,11 @@ func (s *store) open(t testing.TB, extra string, warn io.Writer) *Observer {
 
 func (s *store) reader(t testing.TB) *Reader {
 	t.Helper()
-	r, err := NewReader(context.Background(), s.spec(""))
+	cfg, err := ParseConfig(s.spec(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), cfg, observer.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +379,7 @@ func TestGivenAndOverwrittenIDs(t *testing.T) {
 	if id != "5" || str(raw.Lookup("status")) != "RUNNING" || raw.Lookup("stop_time").Type != bson.TypeDateTime {
 		t.Errorf("overwritten run: id %s status %s stop_time %v", id, str(raw.Lookup("status")), raw.Lookup("stop_time"))
 	}
-	cfg, _ := ParseSpec(s.spec("overwrite=77"))
+	cfg, _ := ParseConfig(s.spec("overwrite=77"))
 	o77, err := New(ctx, cfg, observer.Settings{})
 	must(t, err)
 	defer o77.Close(ctx)
@@ -449,62 +453,80 @@ func TestCollectionPrefix(t *testing.T) {
 	}
 }
 
-// TestHeartbeatSetsOnlyChangedFields watches the update commands sent.
+// commands records the commands an observer sends.
+type commands struct {
+	mu   sync.Mutex
+	sent []bson.Raw
+}
+
+func (c *commands) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		c.mu.Lock()
+		c.sent = append(c.sent, append(bson.Raw(nil), e.Command...))
+		c.mu.Unlock()
+	}}
+}
+
+// sets lists, for each update of the runs collection sent since the last
+// call, the fields it $sets, comma-separated.
+func (c *commands) sets(runs string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, cmd := range c.sent {
+		if str(cmd.Lookup("update")) != runs {
+			continue
+		}
+		for _, u := range values(cmd.Lookup("updates").Array()) {
+			set, ok := u.Document().Lookup("u", "$set").DocumentOK()
+			if ok {
+				out = append(out, strings.Join(keys(set), ","))
+			}
+		}
+	}
+	c.sent = nil
+	return out
+}
+
+// openMonitored opens an observer whose commands are recorded.
+func (s *store) openMonitored(t testing.TB, extra string, warn io.Writer) (*Observer, *commands) {
+	t.Helper()
+	cfg, err := ParseConfig(s.spec(extra))
+	must(t, err)
+	c := &commands{}
+	cfg.monitor = c.monitor()
+	o, err := New(ctx, cfg, observer.Settings{Warn: warn})
+	must(t, err)
+	t.Cleanup(func() { _ = o.Close(context.Background()) })
+	return o, c
+}
+
+// TestHeartbeatSetsOnlyChangedFields watches the update commands sent: a
+// beat $sets only what changed, the run's own fields apart from the user's
+// values.
 func TestHeartbeatSetsOnlyChangedFields(t *testing.T) {
 	s := newStore(t)
-	cfg, err := ParseSpec(s.spec(""))
-	must(t, err)
-	o, err := New(ctx, cfg, observer.Settings{})
-	must(t, err)
-	defer o.Close(ctx)
-	_, err = o.Started(ctx, observertest.StartEvent())
+	o, cmds := s.openMonitored(t, "", nil)
+	_, err := o.Started(ctx, observertest.StartEvent())
 	must(t, err)
 	beats := observertest.NewBeats()
 	info := map[string]any{"k": 1}
 	beats.Out.Append([]byte("x"))
 	must(t, o.Heartbeat(ctx, beats.Next(time.Now(), info)))
+	if got := strings.Join(cmds.sets("runs"), " "); got != "captured_out,heartbeat info,result" {
+		t.Errorf("first beat sets %q, want %q", got, "captured_out,heartbeat info,result")
+	}
 	// Same info, no new output: only the heartbeat time changes.
-	set := pendingSet(o, beats.Next(time.Now().Add(time.Second), info))
-	if strings.Join(set, ",") != "heartbeat" {
-		t.Errorf("second beat sets %v, want only heartbeat", set)
+	must(t, o.Heartbeat(ctx, beats.Next(time.Now().Add(time.Second), info)))
+	if got := strings.Join(cmds.sets("runs"), " "); got != "heartbeat" {
+		t.Errorf("second beat sets %q, want only heartbeat", got)
 	}
 	info["k"] = 2
 	beats.Out.Append([]byte("y"))
-	set = pendingSet(o, beats.Next(time.Now().Add(2*time.Second), info))
-	if strings.Join(set, ",") != "info,heartbeat,captured_out" {
-		t.Errorf("third beat sets %v, want info,heartbeat,captured_out", set)
+	must(t, o.Heartbeat(ctx, beats.Next(time.Now().Add(2*time.Second), info)))
+	if got := strings.Join(cmds.sets("runs"), " "); got != "captured_out,heartbeat info" {
+		t.Errorf("third beat sets %q, want %q", got, "captured_out,heartbeat info")
 	}
-}
-
-// pendingSet applies a beat's state without writing and lists the fields a
-// write would $set.
-func pendingSet(o *Observer, ev *observer.HeartbeatEvent) []string {
-	o.beat(ev)
-	_ = o.flushOutputText()
-	var out []string
-	for _, e := range o.want {
-		r := rawOf(e.Value)
-		if old, ok := o.stored[e.Key]; ok && old.Type == r.Type && bytes.Equal(old.Value, r.Value) {
-			continue
-		}
-		out = append(out, e.Key)
-	}
-	_ = o.flushFields(ctx)
-	return out
-}
-
-// flushOutputText computes captured_out without writing GridFS.
-func (o *Observer) flushOutputText() error {
-	if o.out == nil || o.outTo == o.outFor {
-		return nil
-	}
-	text, err := o.capturedOut()
-	if err != nil {
-		return err
-	}
-	o.setWant("captured_out", text)
-	o.outFor = o.outTo
-	return nil
 }
 
 func TestQueued(t *testing.T) {

@@ -26,17 +26,9 @@ type Reader struct {
 
 var _ observer.Reader = (*Reader)(nil)
 
-// NewReader connects to the store an -m value names.
-func NewReader(ctx context.Context, value string) (*Reader, error) {
-	cfg, err := ParseSpec(value)
-	if err != nil {
-		return nil, err
-	}
-	return newReader(ctx, cfg)
-}
-
-func newReader(ctx context.Context, cfg *Config) (*Reader, error) {
-	o, err := New(ctx, cfg, observer.Settings{})
+// Open connects to the store cfg names and returns a reader over it.
+func Open(ctx context.Context, cfg *Config, s observer.Settings) (*Reader, error) {
+	o, err := New(ctx, cfg, s)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +298,12 @@ func (r *Reader) experiment(ctx context.Context, d bson.Raw) (observer.Experimen
 					s.MD5 = str(f.Lookup("metadata", "md5"))
 					if s.MD5 == "" {
 						s.MD5 = str(f.Lookup("md5"))
+					}
+					s.Size = intOf(f.Lookup("length"))
+					if omitted, _ := f.Lookup("metadata", "omitted").BooleanOK(); omitted {
+						// A placeholder (see storeOmitted): the source's
+						// own size is in the metadata.
+						s.Omitted, s.Size = true, intOf(f.Lookup("metadata", "size"))
 					}
 				}
 			} else {
