@@ -99,7 +99,7 @@ func TestOrphanStaysInTree(t *testing.T) {
 	}
 	release(exitOrphan)
 	<-gone
-	series = tr.sample(context.Background(), time.Now(), true)
+	tr.sample(context.Background(), time.Now(), true)
 	if got := tr.last.cpu; got < 300*time.Millisecond-2*tick {
 		t.Errorf("tree CPU after the orphan exited = %v, want >= 300ms (less 2 ticks)", got)
 	}
