@@ -34,8 +34,8 @@ func CheckDepsMode(s string) error {
 var lockFileNames = []string{
 	"go.mod", "go.sum", // Go
 	"package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", // JavaScript
-	"Cargo.lock",                                                        // Rust
-	"renv.lock",                                                         // R
+	"Cargo.lock",                                                              // Rust
+	"renv.lock",                                                               // R
 	"requirements*.txt", "poetry.lock", "uv.lock", "Pipfile.lock", "pdm.lock", // Python
 }
 
