@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/retry"
 )
 
 // memOutput is an in-memory observer.Output.
@@ -97,6 +98,23 @@ func (r *recorder) Completed(context.Context, *observer.CompletedEvent) error {
 	return nil
 }
 
+// finish queues Completed for every observer and waits for all of them
+// until the deadline; it returns the observers that did not finish.
+func finish(fo *fanout, deadline time.Time) []observer.Observer {
+	done, _ := fo.finish(deadline, deadline, fo.infoChanges.Load(), nil, observer.StatusCompleted, func(ctx context.Context, o observer.Observer) error {
+		return o.Completed(ctx, &observer.CompletedEvent{})
+	})
+	waitAtMost(time.Until(deadline), done)
+	fo.stop(callGrace)
+	var late []observer.Observer
+	for _, d := range fo.drivers {
+		if !d.finalOK {
+			late = append(late, d.obs)
+		}
+	}
+	return late
+}
+
 func point(step int64) observer.MetricPoint {
 	return observer.MetricPoint{Step: step, Value: float64(step), Time: time.Unix(step, 0)}
 }
@@ -111,7 +129,7 @@ func TestSlowObserverDoesNotBlockOthersAndLosesNothing(t *testing.T) {
 	}
 	fastDone := make(chan struct{})
 	fast.target, fast.caughtUp = want.Len(), fastDone
-	fo := newFanout([]observer.Observer{slow, fast}, &warn, nil)
+	fo := newFanout([]observer.Observer{slow, fast}, t.TempDir(), &warn, nil)
 	out := &memOutput{}
 	for i := 0; i < 50; i++ {
 		chunk := []byte(strings.Repeat(string(rune('a'+i%26)), i+1))
@@ -125,9 +143,7 @@ func TestSlowObserverDoesNotBlockOthersAndLosesNothing(t *testing.T) {
 	// The fast observer gets all the output while the slow one is stuck.
 	<-fastDone
 	close(slow.gate)
-	late := fo.finish(time.Now().Add(10*time.Second), "completed", func(ctx context.Context, o observer.Observer) error {
-		return o.Completed(ctx, &observer.CompletedEvent{})
-	})
+	late := finish(fo, time.Now().Add(10*time.Second))
 	if len(late) != 0 {
 		t.Fatalf("late observers: %v", late)
 	}
@@ -152,11 +168,14 @@ func TestSlowObserverDoesNotBlockOthersAndLosesNothing(t *testing.T) {
 	}
 }
 
+// Through the retry decorator (as the runner wraps every observer), beats
+// and points that failed arrive later, once each and in order.
 func TestFailedBeatsAreDeliveredAgain(t *testing.T) {
 	r := newRecorder()
 	r.failBeats = 2
-	var warn bytes.Buffer
-	fo := newFanout([]observer.Observer{r}, &warn, nil)
+	var events []retry.Event
+	w := retry.Wrap(r, retry.Options{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, Report: func(ev retry.Event) { events = append(events, ev) }})
+	fo := newFanout([]observer.Observer{w}, t.TempDir(), io.Discard, nil)
 	out := &memOutput{}
 	for i := 0; i < 4; i++ {
 		out.Append([]byte{byte('0' + i)})
@@ -164,20 +183,25 @@ func TestFailedBeatsAreDeliveredAgain(t *testing.T) {
 			observer.HeartbeatEvent{Output: out, To: out.Size()})
 		<-r.entered
 	}
-	fo.finish(time.Now().Add(10*time.Second), "completed", func(ctx context.Context, o observer.Observer) error {
-		return o.Completed(ctx, &observer.CompletedEvent{})
-	})
+	if late := finish(fo, time.Now().Add(10*time.Second)); len(late) != 0 {
+		t.Fatalf("not finished: %v", late)
+	}
 	if got := r.out.String(); got != "0123" {
 		t.Errorf("output %q, want 0123", got)
 	}
 	if n := len(r.points["m"]); n != 4 {
 		t.Errorf("%d points, want 4", n)
 	}
-	if c := strings.Count(warn.String(), "\n"); c != 1 {
-		t.Errorf("want the error reported once, got:\n%s", warn.String())
+	for i, p := range r.points["m"] {
+		if p.Step != int64(i) {
+			t.Errorf("point %d has step %d", i, p.Step)
+		}
 	}
-	if err := fo.failures(); err == nil {
-		t.Error("failures() forgot the error")
+	if len(events) == 0 || events[len(events)-1].Err != nil {
+		t.Errorf("the decorator did not report the failures and the recovery: %v", events)
+	}
+	if d := fo.drivers[0]; d.failed != nil || !d.finalOK {
+		t.Errorf("the driver saw an error through the decorator: %v (final ok %v)", d.failed, d.finalOK)
 	}
 }
 
@@ -185,13 +209,11 @@ func TestFinishReportsObserversPastTheDeadline(t *testing.T) {
 	stuck := newRecorder()
 	stuck.gate = make(chan struct{})
 	defer close(stuck.gate)
-	fo := newFanout([]observer.Observer{stuck}, io.Discard, nil)
+	fo := newFanout([]observer.Observer{stuck}, t.TempDir(), io.Discard, nil)
 	out := &memOutput{}
 	fo.beat(nil, observer.HeartbeatEvent{Output: out})
 	<-stuck.entered
-	late := fo.finish(time.Now().Add(50*time.Millisecond), "completed", func(ctx context.Context, o observer.Observer) error {
-		return o.Completed(ctx, &observer.CompletedEvent{})
-	})
+	late := finish(fo, time.Now().Add(50*time.Millisecond))
 	if len(late) != 1 {
 		t.Fatalf("want the stuck observer reported late, got %v", late)
 	}
@@ -207,33 +229,5 @@ func TestMergeSeriesKeepsFirstAppearanceOrder(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "x,y,z" || len(m[0].Points) != 2 || len(a[0].Points) != 1 {
 		t.Fatalf("merge = %v (a modified: %v)", m, a)
-	}
-}
-
-func TestBacklogCountsPointsUntilDelivered(t *testing.T) {
-	slow := newRecorder()
-	slow.gate = make(chan struct{})
-	fo := newFanout([]observer.Observer{slow}, io.Discard, nil)
-	out := &memOutput{}
-	series := func(n int) []observer.MetricSeries {
-		pts := make([]observer.MetricPoint, n)
-		return []observer.MetricSeries{{Name: "m", Points: pts}}
-	}
-	fo.beat(series(10), observer.HeartbeatEvent{Output: out})
-	<-slow.entered // stuck in the heartbeat of the first beat (points delivered)
-	fo.beat(series(5), observer.HeartbeatEvent{Output: out})
-	fo.beat(series(7), observer.HeartbeatEvent{Output: out})
-	if got := fo.backlog(); got != 12 {
-		t.Fatalf("backlog = %d, want the 12 undelivered points", got)
-	}
-	close(slow.gate)
-	fo.finish(time.Now().Add(10*time.Second), "completed", func(ctx context.Context, o observer.Observer) error {
-		return o.Completed(ctx, &observer.CompletedEvent{})
-	})
-	if got := fo.backlog(); got != 0 {
-		t.Fatalf("backlog = %d after everything was delivered", got)
-	}
-	if n := len(slow.points["m"]); n != 22 {
-		t.Fatalf("%d points delivered, want 22", n)
 	}
 }

@@ -3,9 +3,12 @@
 package runner
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -45,4 +48,25 @@ func signalName(sig syscall.Signal) string {
 		return n
 	}
 	return "signal " + strconv.Itoa(int(sig))
+}
+
+var sigpipeOnce sync.Once
+
+// catchSIGPIPE makes a write to a closed pipe fail with EPIPE instead of
+// killing the wrapper (Go's default for stdout and stderr), so that a
+// reader of sacred's stderr that goes away cannot leave the run RUNNING
+// and the child orphaned. It catches rather than ignores the signal: a
+// caught signal is reset to its default on exec, so the child still gets
+// SIGPIPE as usual. The signals are never read; they only need a channel.
+func catchSIGPIPE() {
+	sigpipeOnce.Do(func() {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	})
+}
+
+// processAlive tells whether a process with this pid exists (a process of
+// another user counts: signal 0 then fails with EPERM).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

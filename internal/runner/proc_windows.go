@@ -36,3 +36,17 @@ func killChild(p *os.Process) {
 func signalName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
+
+// catchSIGPIPE has nothing to do on Windows: a write to a closed pipe
+// fails with an error there.
+func catchSIGPIPE() {}
+
+// processAlive tells whether a process with this pid exists.
+func processAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	p.Release()
+	return true
+}
