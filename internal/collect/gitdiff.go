@@ -46,8 +46,9 @@ type GitDiffFile struct {
 }
 
 // GitDiffs writes the diff of every dirty repository of ex into dir, one
-// file each. Nothing is done when no repository is dirty.
-func GitDiffs(ctx context.Context, ex observer.Experiment, dir string, limit int64) ([]GitDiffFile, error) {
+// file each. Nothing is done when no repository is dirty. since is when
+// the run started (see GitDiff).
+func GitDiffs(ctx context.Context, ex observer.Experiment, dir string, limit int64, since time.Time) ([]GitDiffFile, error) {
 	dirty := false
 	for _, r := range ex.Repositories {
 		dirty = dirty || r.Dirty
@@ -62,7 +63,7 @@ func GitDiffs(ctx context.Context, ex observer.Experiment, dir string, limit int
 		if len(out) > 0 {
 			name = fmt.Sprintf("git-%d.diff", len(out)+1)
 		}
-		p, err := GitDiff(ctx, root, filepath.Join(dir, name), limit)
+		p, err := GitDiff(ctx, root, filepath.Join(dir, name), limit, since)
 		if errors.Is(err, ErrNoGitCommand) {
 			return out, err
 		}
@@ -103,13 +104,17 @@ func RepositoryRoots(ex observer.Experiment) []string {
 // GitDiff writes to file the diff of the repository at root against HEAD:
 // staged and unstaged changes of tracked files (binary ones included, as
 // git apply reads them), then the untracked files that are not ignored,
-// as new files, when they are text under MaxUntrackedDiffFile. Comment
-// lines before the first diff (which git apply skips) say what it is, the
-// cap, and what was left out. Whole files that would take it past limit
-// bytes are left out and named. It returns "" and writes nothing when no
-// tracked file differs from HEAD (untracked files alone do not make a
-// repository dirty, as for Repository.Dirty).
-func GitDiff(ctx context.Context, root, file string, limit int64) (string, error) {
+// as new files, when they are text under MaxUntrackedDiffFile. Untracked
+// files are the run's inputs, not its outputs: those modified at or after
+// since (when not zero; the run's start) and those inside a sacred store
+// (a file storage or TinyDB directory kept in the repository without
+// being ignored) are left out. Comment lines before the first diff (which
+// git apply skips) say what it is, the cap, and what was left out. Whole
+// files that would take it past limit bytes are left out and named. It
+// returns "" and writes nothing when no tracked file differs from HEAD
+// (untracked files alone do not make a repository dirty, as for
+// Repository.Dirty).
+func GitDiff(ctx context.Context, root, file string, limit int64, since time.Time) (string, error) {
 	if limit <= 0 {
 		limit = DefaultGitDiffCap
 	}
@@ -152,14 +157,21 @@ func GitDiff(ctx context.Context, root, file string, limit int64) (string, error
 	if err != nil {
 		return "", err
 	}
+	stores := storeFinder{root: root, known: map[string]bool{}, files: map[string]int{}}
 	for i, p := range untracked {
+		if stores.inStore(p) {
+			continue
+		}
 		if int64(b.body.Len()) >= limit {
 			// Full: the rest are only counted (a directory of outputs
 			// not ignored may hold thousands).
 			b.leftOut = append(b.leftOut, fmt.Sprintf("%d more untracked files (over the cap)", len(untracked)-i))
 			break
 		}
-		b.addUntracked(root, p)
+		b.addUntracked(root, p, since)
+	}
+	for _, d := range stores.order {
+		b.leftOut = append(b.leftOut, fmt.Sprintf("%s/ (a sacred store: %d untracked files)", d, stores.files[d]))
 	}
 
 	var hdr bytes.Buffer
@@ -351,13 +363,17 @@ func diffName(line []byte) string {
 }
 
 // addUntracked adds an untracked file as a new file, or notes why not.
-func (b *diffBuilder) addUntracked(root, name string) {
+func (b *diffBuilder) addUntracked(root, name string, since time.Time) {
 	p := filepath.Join(root, filepath.FromSlash(name))
 	fi, err := os.Lstat(p)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			b.leftOut = append(b.leftOut, name+" (untracked, unreadable)")
 		}
+		return
+	}
+	if !since.IsZero() && !fi.ModTime().Before(since) {
+		b.leftOut = append(b.leftOut, name+" (untracked, written during the run)")
 		return
 	}
 	var content []byte
@@ -395,6 +411,43 @@ func (b *diffBuilder) addUntracked(root, name string) {
 		}
 	}
 	b.add(name, newFileDiff(name, mode, content), false)
+}
+
+// storeFinder tells the untracked files that lie in a sacred store: a
+// directory holding _sources/ or _resources/ (file storage), hashfs/ and
+// metadata.json (TinyDB), or a run directory (run.json with cout.txt).
+type storeFinder struct {
+	root  string
+	known map[string]bool // directory (slash path) → is a store
+	files map[string]int  // store → untracked files left out
+	order []string
+}
+
+// inStore reports whether the untracked file name (a slash path under the
+// root) lies in a store, counting it under the outermost one.
+func (s *storeFinder) inStore(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] != '/' {
+			continue
+		}
+		dir := name[:i]
+		is, ok := s.known[dir]
+		if !ok {
+			d := filepath.Join(s.root, filepath.FromSlash(dir))
+			is = dirExists(filepath.Join(d, "_sources")) || dirExists(filepath.Join(d, "_resources")) ||
+				dirExists(filepath.Join(d, "hashfs")) && fileExists(filepath.Join(d, "metadata.json")) ||
+				fileExists(filepath.Join(d, "run.json")) && fileExists(filepath.Join(d, "cout.txt"))
+			s.known[dir] = is
+		}
+		if is {
+			if s.files[dir] == 0 {
+				s.order = append(s.order, dir)
+			}
+			s.files[dir]++
+			return true
+		}
+	}
+	return false
 }
 
 func readAtMost(p string, n int64) ([]byte, error) {

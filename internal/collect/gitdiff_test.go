@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -118,7 +119,7 @@ func TestGitDiffApplies(t *testing.T) {
 	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 	repo := dirtyRepo(t)
 	out := filepath.Join(t.TempDir(), "git.diff")
-	p, err := GitDiff(context.Background(), repo, out, 0)
+	p, err := GitDiff(context.Background(), repo, out, 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestGitDiffCleanWritesNothing(t *testing.T) {
 	repo := newRepo(t)
 	writeFiles(t, repo, map[string]string{"untracked.txt": "only untracked\n"})
 	out := filepath.Join(t.TempDir(), "git.diff")
-	p, err := GitDiff(context.Background(), repo, out, 0)
+	p, err := GitDiff(context.Background(), repo, out, 0, time.Time{})
 	if err != nil || p != "" {
 		t.Fatalf("GitDiff of a clean repository = %q, %v; want nothing", p, err)
 	}
@@ -191,7 +192,7 @@ func TestGitDiffCap(t *testing.T) {
 		"small.txt":      "small\n",
 	})
 	const limit = 300
-	p, err := GitDiff(context.Background(), repo, filepath.Join(t.TempDir(), "git.diff"), limit)
+	p, err := GitDiff(context.Background(), repo, filepath.Join(t.TempDir(), "git.diff"), limit, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestGitDiffNoCommit(t *testing.T) {
 	gitCmd(t, repo, "init", "-q")
 	writeFiles(t, repo, map[string]string{"a.txt": "staged\n", "b.txt": "untracked\n"})
 	gitCmd(t, repo, "add", "a.txt")
-	p, err := GitDiff(context.Background(), repo, filepath.Join(t.TempDir(), "git.diff"), 0)
+	p, err := GitDiff(context.Background(), repo, filepath.Join(t.TempDir(), "git.diff"), 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +262,7 @@ func TestGitDiffs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if files, err := GitDiffs(context.Background(), ex, dir, 0); err != nil || len(files) != 0 {
+	if files, err := GitDiffs(context.Background(), ex, dir, 0, time.Time{}); err != nil || len(files) != 0 {
 		t.Fatalf("GitDiffs of a clean run = %v, %v", files, err)
 	}
 	writeFiles(t, repo, map[string]string{"train.py": "print('changed')\n"})
@@ -269,7 +270,7 @@ func TestGitDiffs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := GitDiffs(context.Background(), ex, dir, 0)
+	files, err := GitDiffs(context.Background(), ex, dir, 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestGitDiffs(t *testing.T) {
 
 func TestGitDiffWithoutGit(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	_, err := GitDiff(context.Background(), t.TempDir(), filepath.Join(t.TempDir(), "git.diff"), 0)
+	_, err := GitDiff(context.Background(), t.TempDir(), filepath.Join(t.TempDir(), "git.diff"), 0, time.Time{})
 	if !errors.Is(err, ErrNoGitCommand) {
 		t.Errorf("GitDiff without git: %v, want ErrNoGitCommand", err)
 	}
@@ -313,4 +314,52 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Untracked files are the run's inputs: files written since the run
+// started, and sacred stores kept in the repository, are left out and
+// said to be.
+func TestGitDiffLeavesOutTheRunsOutputs(t *testing.T) {
+	needGit(t)
+	repo := newRepo(t)
+	writeFiles(t, repo, map[string]string{
+		"train.py":            "print('changed')\n",
+		"input.txt":           "an input\n",
+		"output.txt":          "written by the run\n",
+		"runs/_sources/a.py":  "x\n",
+		"runs/1/run.json":     "{}",
+		"runs/1/cout.txt":     "out\n",
+		"other/runs/note.txt": "not a store\n",
+	})
+	since := time.Now()
+	if err := os.Chtimes(filepath.Join(repo, "input.txt"), since.Add(-time.Hour), since.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(repo, "other", "runs", "note.txt"), since.Add(-time.Hour), since.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(repo, "output.txt"), since.Add(time.Second), since.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := GitDiff(context.Background(), repo, filepath.Join(t.TempDir(), "git.diff"), 0, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := readFile(t, p)
+	hdr, body := head(diff), diff[len(head(diff)):]
+	for _, want := range []string{"b/input.txt", "b/other/runs/note.txt", "+print('changed')"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("diff lacks %q:\n%s", want, body)
+		}
+	}
+	for _, unwanted := range []string{"output.txt", "runs/1", "_sources"} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("diff holds %q:\n%s", unwanted, body)
+		}
+	}
+	for _, want := range []string{"output.txt (untracked, written during the run)", "runs/ (a sacred store: 3 untracked files)"} {
+		if !strings.Contains(hdr, want) {
+			t.Errorf("header lacks %q:\n%s", want, hdr)
+		}
+	}
 }

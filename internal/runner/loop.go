@@ -140,7 +140,7 @@ func (r *run) start() int {
 		r.say("output capture failed: %v (output still reaches the terminal)", err)
 	}
 	mon := r.startMonitor(cmd.Process.Pid, fo)
-	waitGitDiff := r.startGitDiff(ev.Experiment, tmp, fo)
+	waitGitDiff := r.startGitDiff(ev.Experiment, ev.Time, tmp, fo)
 
 	status := r.supervise(cmd, fo, api, capt, sigs)
 	r.stopMonitor(mon, cmd.ProcessState, api.MergeInfo)

@@ -48,14 +48,14 @@ func (r *run) stopMonitor(m *monitor.Monitor, ps *os.ProcessState, mergeInfo fun
 // startGitDiff stores the diff of each dirty repository of the run as an
 // artifact (git.diff), made in the background once the child runs. The
 // returned function waits for it, at most gitDiffTimeout from the start.
-func (r *run) startGitDiff(ex observer.Experiment, dir string, fo *fanout) (wait func()) {
+func (r *run) startGitDiff(ex observer.Experiment, since time.Time, dir string, fo *fanout) (wait func()) {
 	if r.cfg.GitDiffCap < 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gitDiffTimeout)
 	done := goDo(func() {
 		defer cancel()
-		files, err := collect.GitDiffs(ctx, ex, dir, r.cfg.GitDiffCap)
+		files, err := collect.GitDiffs(ctx, ex, dir, r.cfg.GitDiffCap, since)
 		for _, f := range files {
 			fo.artifact(observer.ArtifactEvent{Name: f.Name, Path: f.Path, ContentType: "text/x-diff"})
 		}
