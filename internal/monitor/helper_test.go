@@ -17,7 +17,8 @@ import (
 
 // The test binary doubles as the processes the monitor watches, so that
 // what they use is known exactly: MONITOR_HELPER=burn:200ms burns that
-// much CPU time of its own and exits; alloc:200 touches 200 MiB, says
+// much CPU time of its own and exits (burnwait:200ms then says "burned"
+// and waits for its stdin to close); alloc:200 touches 200 MiB, says
 // "ready" and waits for its stdin to close.
 func TestMain(m *testing.M) {
 	if h := os.Getenv("MONITOR_HELPER"); h != "" {
@@ -29,12 +30,16 @@ func TestMain(m *testing.M) {
 func helper(h string) int {
 	mode, arg, _ := strings.Cut(h, ":")
 	switch mode {
-	case "burn":
+	case "burn", "burnwait":
 		d, err := time.ParseDuration(arg)
 		if err != nil {
 			return 2
 		}
 		burn(d)
+		if mode == "burnwait" {
+			fmt.Println("burned")
+			io.Copy(io.Discard, os.Stdin)
+		}
 		return 0
 	case "alloc":
 		mib, err := strconv.Atoi(arg)

@@ -142,6 +142,7 @@ func Start(ctx context.Context, pid int, opts Options) *Monitor {
 		done:   make(chan struct{}),
 		t:      newTree(newProber(), pid, time.Now()),
 	}
+	m.t.sum.Interval = opts.Interval
 	if gpu := newGPUProbe(opts.NvidiaSMI); gpu != nil {
 		m.t.gpu = gpu
 	}

@@ -54,6 +54,23 @@ func TestChildrenBetweenSamplesCount(t *testing.T) {
 	}
 }
 
+// A child reaped by a parent that exits before the next sample is counted
+// once: in wait4's report of the script, not also from its last sample.
+func TestReapedChildCountsOnce(t *testing.T) {
+	c := startScript(t, helperCmd("burn:300ms")+"; "+helperCmd("burnwait:300ms"))
+	tr := newTestTree(c)
+	c.waitLine(t, "burned")
+	tr.sample(context.Background(), time.Now(), true) // the second burner is alive
+	if got := tr.last.cpu; got < 600*time.Millisecond-4*tick {
+		t.Errorf("tree CPU with the second burner alive = %v, want >= 600ms (less 4 ticks)", got)
+	}
+	usage := UsageOf(c.end(t)) // the burner exits, the script waits for it and exits
+	sum := tr.finish(time.Now(), usage)
+	if sum.CPU != usage.CPU {
+		t.Errorf("summary CPU = %v, want wait4's %v exactly (nothing orphaned)", sum.CPU, usage.CPU)
+	}
+}
+
 // A descendant orphaned by its parent stays in the tree while it lives,
 // and what it used still counts after it is gone (from its last sample:
 // the process that reaps it is not in the tree).
@@ -212,6 +229,9 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("threads peak %d, open files peak %d; want at least one thread and one file per process", sum.ThreadsPeak, sum.OpenFilesPeak)
 	}
 	info := sum.Info()
+	if info["interval_seconds"] != 0.01 {
+		t.Errorf("interval_seconds = %v, want 0.01", info["interval_seconds"])
+	}
 	for _, k := range []string{"cpu_seconds", "rss_peak_bytes", "read_bytes", "write_bytes", "samples", "processes"} {
 		if _, ok := info[k]; !ok {
 			t.Errorf("info.resources has no %q: %v", k, info)

@@ -33,10 +33,11 @@ type tree struct {
 	gpuAcc   map[int]*gpuAcc
 
 	// scratch, reused between samples
-	queue   []int
-	visit   map[int]bool
-	now     map[procKey]procStat
-	nowPids map[int]bool
+	queue    []int
+	visit    map[int]bool
+	now      map[procKey]procStat
+	nowPids  map[int]bool
+	prevPids map[int]bool
 }
 
 type gpuAcc struct {
@@ -56,6 +57,7 @@ func newTree(p prober, root int, start time.Time) *tree {
 		visit:    map[int]bool{},
 		now:      map[procKey]procStat{},
 		nowPids:  map[int]bool{},
+		prevPids: map[int]bool{},
 		gpuAcc:   map[int]*gpuAcc{},
 	}
 }
@@ -106,7 +108,18 @@ func (t *tree) walk() {
 
 // account compares this walk with the last: processes gone pass their
 // counters on, and it returns the tree's total.
+//
+// A process gone whose parent (as last read) was in the tree was reaped by
+// that parent, whose counters now hold it, or will hold it in wait4's
+// report of the child: also when the parent is gone too, as when a script
+// waited for its last command and exited between two samples. A process
+// orphaned earlier was read with its new parent (init, or a subreaper),
+// outside the tree, and counts with its last sample.
 func (t *tree) account() counters {
+	clear(t.prevPids)
+	for k := range t.known {
+		t.prevPids[k.pid] = true
+	}
 	for k, st := range t.known {
 		if _, ok := t.now[k]; ok {
 			continue
@@ -115,8 +128,8 @@ func (t *tree) account() counters {
 			t.rootLast = st.c
 			continue // settled by finish, with wait4's report when there is one
 		}
-		if t.p.folds() && t.nowPids[st.ppid] {
-			continue // reaped by a parent that is still in the tree: its counters hold it
+		if t.p.folds() && (t.nowPids[st.ppid] || t.prevPids[st.ppid]) {
+			continue
 		}
 		t.gone.add(st.c)
 	}
@@ -135,18 +148,20 @@ func (t *tree) account() counters {
 		}
 	}
 	t.known, t.now = t.now, t.known
-	// Counters read at slightly different moments can make the sum dip;
-	// the totals never go back.
-	total.cpu = max(total.cpu, t.last.cpu)
-	total.read = max(total.read, t.last.read)
-	total.write = max(total.write, t.last.write)
 	return total
+}
+
+// atLeast returns c, raised where it is below last: counters read at
+// slightly different moments (a child reaped between reading its parent
+// and itself) can make a sum dip, and what was reported never goes back.
+func (c counters) atLeast(last counters) counters {
+	return counters{cpu: max(c.cpu, last.cpu), read: max(c.read, last.read), write: max(c.write, last.write)}
 }
 
 // sample reads the tree and returns its metric points (nil unless emit).
 func (t *tree) sample(ctx context.Context, now time.Time, emit bool) []observer.MetricSeries {
 	t.walk()
-	total := t.account()
+	total := t.account().atLeast(t.last)
 
 	var rss, hwm uint64
 	var threads, fds int
@@ -239,16 +254,16 @@ func (t *tree) sampleGPUs(ctx context.Context, series []observer.MetricSeries, p
 func (t *tree) finish(now time.Time, usage *Usage) Summary {
 	t.walk()
 	total := t.account()
-	if usage != nil {
+	if _, alive := t.known[t.rootKey]; usage != nil && (!alive || !t.rootSeen) {
 		// wait4's report covers the child and every descendant it
-		// waited for, up to its exit: it replaces the child's last
-		// sample (nothing when the child exited before it was ever
-		// read), which it can only exceed.
-		if _, alive := t.known[t.rootKey]; !alive || !t.rootSeen {
-			total.cpu += max(0, usage.CPU-t.rootLast.cpu)
-			total.read += usage.ReadBytes - min(usage.ReadBytes, t.rootLast.read)
-			total.write += usage.WriteBytes - min(usage.WriteBytes, t.rootLast.write)
-		}
+		// waited for, up to its exit, exactly: it replaces the child's
+		// last sample (nothing when the child exited before it was ever
+		// read).
+		total.cpu += max(0, usage.CPU-t.rootLast.cpu)
+		total.read += usage.ReadBytes - min(usage.ReadBytes, t.rootLast.read)
+		total.write += usage.WriteBytes - min(usage.WriteBytes, t.rootLast.write)
+	} else {
+		total = total.atLeast(t.last)
 	}
 	if usage != nil {
 		t.sum.RSSPeak = max(t.sum.RSSPeak, usage.MaxRSS)
