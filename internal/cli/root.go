@@ -14,10 +14,14 @@ import (
 	"github.com/sacred-go/sacred/pkg/observer"
 
 	// The observers compiled into the binary register themselves.
+	_ "github.com/sacred-go/sacred/pkg/observer/exec"
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
+	_ "github.com/sacred-go/sacred/pkg/observer/slack"
 	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
+	_ "github.com/sacred-go/sacred/pkg/observer/telegram"
 	_ "github.com/sacred-go/sacred/pkg/observer/tinydb"
+	_ "github.com/sacred-go/sacred/pkg/observer/webhook"
 )
 
 // Version is set at build time by the release tooling.

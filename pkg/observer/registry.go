@@ -56,6 +56,13 @@ type Kind struct {
 	// SACRED_* variable like everything else, and reach New and Open in
 	// Settings.Flags.
 	Flags []Flag
+
+	// Env names environment variables the kind reads by itself, beyond
+	// the generated SACRED_* ones: secrets that must not be given on a
+	// command line, such as SACRED_WEBHOOK_SECRET. The CLI takes them out
+	// of the child's environment like the generated ones and lists them
+	// in help.
+	Env []string
 }
 
 // Flag is a setting of one kind, given as --NAME VALUE (or --NAME for a

@@ -24,10 +24,6 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
-// hangGuard bounds the waits of these tests: it is no timing assertion,
-// only what turns a hang (the bug) into a failure instead of a stuck test.
-const hangGuard = 2 * time.Minute
-
 // freshPostgres creates an empty database for one test and returns its URL
 // and a connection to it that bypasses any proxy. It skips outside CI when
 // the server is absent.

@@ -63,6 +63,15 @@ func TestHardening37NoPythonUnbufferedByDefault(t *testing.T) {
 	if r.stdout != "[unset]\n" {
 		t.Errorf("the child saw PYTHONUNBUFFERED: %q", r.stdout)
 	}
+	// --unbuffered asks for it, through the flag and SACRED_UNBUFFERED.
+	r = sacred(t, t.TempDir(), nil, "run", "-F", store, "-C", "pipe", "--unbuffered", "--", "sh", "-c", `echo "[${PYTHONUNBUFFERED-unset}]"`)
+	if r.code != 0 || r.stdout != "[1]\n" {
+		t.Errorf("with --unbuffered: exit %d, the child saw %q, want [1]; stderr %s", r.code, r.stdout, r.stderr)
+	}
+	r = sacred(t, t.TempDir(), []string{"SACRED_UNBUFFERED=true"}, "run", "-F", store, "-C", "pipe", "--", "sh", "-c", `echo "[${PYTHONUNBUFFERED-unset}]"`)
+	if r.code != 0 || r.stdout != "[1]\n" {
+		t.Errorf("with SACRED_UNBUFFERED=true: exit %d, the child saw %q, want [1]; stderr %s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // A config too large for one environment string (Linux: 128 KiB) still

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -205,7 +204,7 @@ func TestHardening07SQLStoreDownAcrossEnd(t *testing.T) {
 	}
 	go io.Copy(io.Discard, out)
 
-	p.set(proxyDown)
+	p.cut()
 	if err := os.WriteFile(fifo, []byte("go\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +219,7 @@ func TestHardening07SQLStoreDownAcrossEnd(t *testing.T) {
 			break
 		}
 	}
-	p.set(proxyUp)
+	p.restore(t)
 	rest, _ := io.ReadAll(errs)
 	said.Write(rest)
 	err = cmd.Wait()
@@ -241,8 +240,8 @@ func TestHardening07SQLStoreDownAcrossEnd(t *testing.T) {
 }
 
 // sqlProxy puts a TCP proxy between the binary and the database server of
-// url, which the test can take down and bring back without touching the
-// shared server.
+// url, which the test can take down (cut) and bring back (restore) without
+// touching the shared server.
 func sqlProxy(t *testing.T, url string) (string, *tcpProxy) {
 	t.Helper()
 	cfg, err := sqlstore.ParseConfig(url)
@@ -253,72 +252,9 @@ func sqlProxy(t *testing.T, url string) (string, *tcpProxy) {
 	if port == 0 {
 		port = map[string]int{"postgresql": 5432, "mysql": 3306}[cfg.Dialect()]
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), conns: map[net.Conn]bool{}}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); p.serve(&wg) }()
-	t.Cleanup(func() {
-		ln.Close()
-		p.set(proxyDown)
-		wg.Wait()
-	})
+	p := newProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(port)))
 	scheme, rest, _ := strings.Cut(url, "://")
 	at := strings.LastIndex(rest, "@")
 	slash := strings.Index(rest[at+1:], "/") + at + 1
-	return scheme + "://" + rest[:at+1] + ln.Addr().String() + rest[slash:], p
-}
-
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-const (
-	proxyUp   = false
-	proxyDown = true
-)
-
-// set takes the proxy down (every connection dropped, new ones closed at
-// once) or brings it back.
-func (p *tcpProxy) set(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-			delete(p.conns, c)
-		}
-	}
-}
-
-func (p *tcpProxy) serve(wg *sync.WaitGroup) {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		p.mu.Lock()
-		if err != nil || p.down {
-			p.mu.Unlock()
-			c.Close()
-			if s != nil {
-				s.Close()
-			}
-			continue
-		}
-		p.conns[c], p.conns[s] = true, true
-		p.mu.Unlock()
-		wg.Add(2)
-		go func() { defer wg.Done(); defer c.Close(); defer s.Close(); io.Copy(s, c) }()
-		go func() { defer wg.Done(); defer c.Close(); defer s.Close(); io.Copy(c, s) }()
-	}
+	return scheme + "://" + rest[:at+1] + p.addr() + rest[slash:], p
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // childEnv returns environ without the observers' settings: the variable
-// of every registered kind and of its own flags, and those of Sacred's
-// observer options. They may hold passwords (SACRED_SQL=postgresql://u:pw@...)
+// of every registered kind and of its own flags, the variables it reads
+// itself (Kind.Env: secrets such as SACRED_WEBHOOK_SECRET), and those of
+// Sacred's observer options. They may hold passwords (SACRED_SQL=postgresql://u:pw@...)
 // and are sacred's, not the command's. removed lists the names taken out.
 func childEnv(environ []string, kinds []observer.Kind) (env, removed []string) {
 	secret := map[string]bool{}
@@ -19,6 +20,9 @@ func childEnv(environ []string, kinds []observer.Kind) (env, removed []string) {
 		secret[k.EnvVar()] = true
 		for _, f := range k.Flags {
 			secret[observer.EnvVar(f.Name)] = true
+		}
+		for _, name := range k.Env {
+			secret[name] = true
 		}
 	}
 	env = make([]string, 0, len(environ))

@@ -67,7 +67,6 @@ type RunOptions struct {
 	// Deps is --deps: collect.DepsImported, DepsAll or DepsNone.
 	Deps string
 	// Unbuffered asks for PYTHONUNBUFFERED=1 in the child's environment.
-	// TODO(lead): pass it as runner.Config.Unbuffered once the runner has it.
 	Unbuffered bool
 
 	// Updates are the words after `with`; Config, ConfigUpdates,
@@ -133,6 +132,7 @@ func longHelp(kinds []observer.Kind) string {
 			flags = append(flags, "--"+k.Option)
 		}
 		vars = append(vars, k.EnvVar())
+		vars = append(vars, k.Env...)
 	}
 	observers := "the observers chosen with " + strings.Join(flags, ", ")
 	if len(flags) == 0 {
@@ -278,6 +278,7 @@ func Run(o *RunOptions) int {
 		Stdout:          o.Stdout,
 		Stderr:          o.Stderr,
 		Env:             o.Env,
+		Unbuffered:      o.Unbuffered,
 		Messages:        lg.infoWriter(),
 	})
 }

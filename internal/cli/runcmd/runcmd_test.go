@@ -273,9 +273,9 @@ func TestHardening21ChildEnvWithoutObserverSettings(t *testing.T) {
 		}
 	}
 	// A kind registered by another binary and its own flags are kept out too.
-	env, removed := childEnv([]string{"SACRED_JSONL_T=x", "SACRED_JSONL_T_MODE=y", "SACRED_OTHER=z"},
-		[]observer.Kind{{Option: "jsonl_t", Flags: []observer.Flag{{Name: "jsonl-t-mode"}}}})
-	if !reflect.DeepEqual(env, []string{"SACRED_OTHER=z"}) || len(removed) != 2 {
+	env, removed := childEnv([]string{"SACRED_JSONL_T=x", "SACRED_JSONL_T_MODE=y", "JSONL_T_TOKEN=t", "SACRED_OTHER=z"},
+		[]observer.Kind{{Option: "jsonl_t", Flags: []observer.Flag{{Name: "jsonl-t-mode"}}, Env: []string{"JSONL_T_TOKEN"}}})
+	if !reflect.DeepEqual(env, []string{"SACRED_OTHER=z"}) || len(removed) != 3 {
 		t.Errorf("env %v removed %v", env, removed)
 	}
 }
