@@ -435,7 +435,7 @@ func TestGitDiffArtifactApplies(t *testing.T) {
 	gitIn(t, repo, "add", ".")
 	gitIn(t, repo, "commit", "-q", "-m", "first")
 	writeTree(t, repo, map[string]string{
-		"params.txt":    "lr=0.2\n",          // unstaged
+		"params.txt":    "lr=0.2\n",         // unstaged
 		"lib/helper.sh": "echo helper v2\n", // staged below
 		"notes.txt":     "untracked input\n",
 	})
