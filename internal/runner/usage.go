@@ -23,8 +23,8 @@ const gitDiffTimeout = 30 * time.Second
 // Config.MonitorInterval; its points go to the observers' backlogs and
 // leave with the next beat. nil when sampling is off.
 func (r *run) startMonitor(pid int, fo *fanout) *monitor.Monitor {
-	if r.cfg.MonitorInterval <= 0 {
-		return nil
+	if r.cfg.MonitorInterval <= 0 || len(r.obs) == 0 {
+		return nil // off, or nothing would record the samples (-u)
 	}
 	return monitor.Start(context.Background(), pid, monitor.Options{
 		Interval: r.cfg.MonitorInterval,
@@ -49,7 +49,7 @@ func (r *run) stopMonitor(m *monitor.Monitor, ps *os.ProcessState, mergeInfo fun
 // artifact (git.diff), made in the background once the child runs. The
 // returned function waits for it, at most gitDiffTimeout from the start.
 func (r *run) startGitDiff(ex observer.Experiment, since time.Time, dir string, fo *fanout) (wait func()) {
-	if r.cfg.GitDiffCap < 0 {
+	if r.cfg.GitDiffCap < 0 || len(r.obs) == 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gitDiffTimeout)
