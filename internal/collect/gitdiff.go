@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -372,6 +373,10 @@ func (b *diffBuilder) addUntracked(root, name string, since time.Time) {
 		}
 		return
 	}
+	if mayHoldSecrets(name) {
+		b.leftOut = append(b.leftOut, name+" (untracked, may hold secrets)")
+		return
+	}
 	if !since.IsZero() && !fi.ModTime().Before(since) {
 		b.leftOut = append(b.leftOut, name+" (untracked, written during the run)")
 		return
@@ -411,6 +416,25 @@ func (b *diffBuilder) addUntracked(root, name string, since time.Time) {
 		}
 	}
 	b.add(name, newFileDiff(name, mode, content), false)
+}
+
+// secretNames are the untracked files kept out of git.diff because they
+// usually hold credentials (and are only sometimes ignored).
+var secretNames = []string{
+	".env", ".env.*", "*.env", ".netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
+	"*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ecdsa*", "id_ed25519*", "id_dsa*",
+	"credentials*", "secrets*", "*secret*.json", "*secret*.yaml", "*secret*.yml", "*secret*.toml",
+	"*.token", "token.json", "*_token", "*_token.txt",
+}
+
+func mayHoldSecrets(name string) bool {
+	base := strings.ToLower(path.Base(name))
+	for _, pat := range secretNames {
+		if ok, _ := path.Match(pat, base); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // storeFinder tells the untracked files that lie in a sacred store: a

@@ -317,8 +317,8 @@ func readFile(t *testing.T, p string) string {
 }
 
 // Untracked files are the run's inputs: files written since the run
-// started, and sacred stores kept in the repository, are left out and
-// said to be.
+// started, sacred stores kept in the repository, and files that usually
+// hold credentials are left out and said to be.
 func TestGitDiffLeavesOutTheRunsOutputs(t *testing.T) {
 	needGit(t)
 	repo := newRepo(t)
@@ -330,13 +330,18 @@ func TestGitDiffLeavesOutTheRunsOutputs(t *testing.T) {
 		"runs/1/run.json":     "{}",
 		"runs/1/cout.txt":     "out\n",
 		"other/runs/note.txt": "not a store\n",
+		".env":                "API_TOKEN=hunter2\n",
+		"conf/db_secret.yaml": "password: hunter2\n",
+		"tokenizer.py":        "def tokenize(s): return s.split()\n",
 	})
 	since := time.Now()
 	if err := os.Chtimes(filepath.Join(repo, "input.txt"), since.Add(-time.Hour), since.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chtimes(filepath.Join(repo, "other", "runs", "note.txt"), since.Add(-time.Hour), since.Add(-time.Hour)); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"other/runs/note.txt", "tokenizer.py"} {
+		if err := os.Chtimes(filepath.Join(repo, f), since.Add(-time.Hour), since.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Chtimes(filepath.Join(repo, "output.txt"), since.Add(time.Second), since.Add(time.Second)); err != nil {
 		t.Fatal(err)
@@ -347,17 +352,18 @@ func TestGitDiffLeavesOutTheRunsOutputs(t *testing.T) {
 	}
 	diff := readFile(t, p)
 	hdr, body := head(diff), diff[len(head(diff)):]
-	for _, want := range []string{"b/input.txt", "b/other/runs/note.txt", "+print('changed')"} {
+	for _, want := range []string{"b/input.txt", "b/other/runs/note.txt", "+print('changed')", "b/tokenizer.py"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("diff lacks %q:\n%s", want, body)
 		}
 	}
-	for _, unwanted := range []string{"output.txt", "runs/1", "_sources"} {
+	for _, unwanted := range []string{"output.txt", "runs/1", "_sources", "hunter2"} {
 		if strings.Contains(body, unwanted) {
 			t.Errorf("diff holds %q:\n%s", unwanted, body)
 		}
 	}
-	for _, want := range []string{"output.txt (untracked, written during the run)", "runs/ (a sacred store: 3 untracked files)"} {
+	for _, want := range []string{"output.txt (untracked, written during the run)", "runs/ (a sacred store: 3 untracked files)",
+		".env (untracked, may hold secrets)", "conf/db_secret.yaml (untracked, may hold secrets)"} {
 		if !strings.Contains(hdr, want) {
 			t.Errorf("header lacks %q:\n%s", want, hdr)
 		}
