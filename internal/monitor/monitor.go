@@ -16,7 +16,6 @@ package monitor
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -265,10 +264,4 @@ func (s Summary) Info() map[string]any {
 func round3(f float64) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'f', 3, 64), 64)
 	return v
-}
-
-// String is a one-line account for messages.
-func (s Summary) String() string {
-	return fmt.Sprintf("cpu %.2fs, peak rss %d bytes, read %d bytes, written %d bytes, %d processes, %d samples",
-		s.CPU.Seconds(), s.RSSPeak, s.ReadBytes, s.WriteBytes, s.Processes, s.Samples)
 }

@@ -29,7 +29,7 @@ type tree struct {
 	last     counters // the tree's total at the previous sample
 	lastTime time.Time
 	sum      Summary
-	seen     map[procKey]bool
+	seen     int // distinct processes seen
 	gpuAcc   map[int]*gpuAcc
 
 	// scratch, reused between samples
@@ -53,7 +53,6 @@ func newTree(p prober, root int, start time.Time) *tree {
 		began:    start,
 		lastTime: start,
 		known:    map[procKey]procStat{},
-		seen:     map[procKey]bool{},
 		visit:    map[int]bool{},
 		now:      map[procKey]procStat{},
 		nowPids:  map[int]bool{},
@@ -137,7 +136,11 @@ func (t *tree) account() counters {
 	total.add(t.gone)
 	for k, st := range t.now {
 		total.add(st.c)
-		t.seen[k] = true
+		if _, before := t.known[k]; !before {
+			// A process never comes back once gone: new here is
+			// new to the run, so no set of every process is kept.
+			t.seen++
+		}
 		if k == t.rootKey {
 			t.rootLast = st.c
 		}
@@ -276,7 +279,7 @@ func (t *tree) finish(now time.Time, usage *Usage) Summary {
 	s.CPU = total.cpu
 	s.ReadBytes = total.read
 	s.WriteBytes = total.write
-	s.Processes = len(t.seen)
+	s.Processes = t.seen
 	for i := 0; len(s.GPUs) < len(t.gpuAcc); i++ {
 		if a, ok := t.gpuAcc[i]; ok {
 			g := a.GPUSummary
