@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sacred-go/sacred/internal/monitor"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -118,11 +119,16 @@ func clip(b []byte) string {
 
 // CheckMetricName reports why name cannot name a metric in every store,
 // or nil. Sacred takes any string; the stores cannot keep a NUL byte
-// (PostgreSQL's text, MongoDB's keys) nor bytes that are not UTF-8.
+// (PostgreSQL's text, MongoDB's keys) nor bytes that are not UTF-8. Names
+// under monitor.Prefix ("sys.") belong to the wrapper's samples of the
+// process tree, whatever --monitor-interval is, so that a series never
+// mixes the child's points with the wrapper's.
 func CheckMetricName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("metric name is empty")
+	case strings.HasPrefix(name, monitor.Prefix):
+		return fmt.Errorf("metric name %q is under %q, which is reserved for the resources sacred samples (--monitor-interval): use another name", name, monitor.Prefix)
 	case strings.IndexByte(name, 0) >= 0:
 		return fmt.Errorf("metric name %q contains a NUL byte, which no store can keep", name)
 	case !utf8.ValidString(name):

@@ -36,6 +36,12 @@ type ExperimentOptions struct {
 	// means DefaultMaxSourceSize; a negative value records the content of
 	// no source.
 	MaxSourceSize int64
+	// Deps is the mode of dependency discovery (--deps): DepsImported
+	// (also when empty), DepsAll or DepsNone.
+	Deps string
+	// Getenv reads the environment the command runs in (PATH,
+	// PYTHONPATH, HOME, PYENV_VERSION); nil means os.Getenv.
+	Getenv func(string) string
 }
 
 func (o ExperimentOptions) maxSourceSize() int64 {
@@ -59,7 +65,8 @@ func (e *GitError) Unwrap() error { return e.Err }
 //     the main file, else of the program (argv[0]).
 //   - BaseDir: cwd, absolute.
 //   - MainFile: the first argv element (program or argument) that is an
-//     existing regular file under cwd, relative to cwd.
+//     existing regular file under cwd and not a Python interpreter
+//     (.venv/bin/python), relative to cwd.
 //   - Sources: every argv element that names an existing regular file under
 //     cwd (arguments over MaxArgSourceSize are skipped, except the main
 //     file), plus the files matching sourceGlobs (relative to cwd; "**"
@@ -67,7 +74,12 @@ func (e *GitError) Unwrap() error { return e.Err }
 //     error). Deduplicated, sorted by Name, each with its md5 and size;
 //     a source larger than opts.MaxSourceSize is Omitted: hashed, but its
 //     content is not to be recorded.
-//   - Dependencies: empty.
+//   - Dependencies: for a command that runs Python, the distributions
+//     of the interpreter's environment that the Python sources import, as
+//     Sacred's "name==version" list (opts.Deps, see pythonDependencies);
+//     else empty. Lock files in cwd (go.mod, package-lock.json,
+//     Cargo.lock, requirements*.txt, uv.lock, ...) are added to Sources,
+//     unless opts.Deps is DepsNone.
 //   - Repositories: Git of the sources, or of cwd when there is none.
 //
 // A git failure is returned as a *GitError together with the rest of the
@@ -95,7 +107,9 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, o
 	}
 	for _, a := range argv {
 		abs, fi, ok := argFile(base, a)
-		if !ok {
+		if !ok || pythonName.MatchString(filepath.Base(a)) {
+			// An interpreter in the project (.venv/bin/python) is
+			// not the experiment's main file: the script it runs is.
 			continue
 		}
 		if ex.MainFile == "" {
@@ -117,6 +131,19 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, o
 		}
 		for _, m := range matches {
 			add(m)
+		}
+	}
+
+	deps := opts.Deps
+	if deps == "" {
+		deps = DepsImported
+	}
+	if err := CheckDepsMode(deps); err != nil {
+		return ex, fmt.Errorf("experiment: --deps %q: %w", deps, err)
+	}
+	if deps != DepsNone {
+		for _, p := range lockFiles(base) {
+			add(p)
 		}
 	}
 
@@ -144,6 +171,24 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, o
 		gitDone <- gitResult{r, err}
 	}()
 
+	// Dependencies are read while the sources are hashed, too.
+	depsDone := make(chan []string, 1)
+	go func() {
+		if deps == DepsNone {
+			depsDone <- nil
+			return
+		}
+		getenv := opts.Getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		main := ""
+		if ex.MainFile != "" {
+			main = filepath.Join(base, filepath.FromSlash(ex.MainFile))
+		}
+		depsDone <- pythonDependencies(argv, base, main, paths, deps, getenv)
+	}()
+
 	ex.Sources = make([]observer.Source, 0, len(paths))
 	limit := opts.maxSourceSize()
 	var hashErr error
@@ -158,6 +203,9 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, o
 		})
 	}
 	gr := <-gitDone
+	if d := <-depsDone; d != nil {
+		ex.Dependencies = d
+	}
 	if hashErr != nil {
 		return ex, hashErr
 	}

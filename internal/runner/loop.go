@@ -139,8 +139,11 @@ func (r *run) start() int {
 	if err := capt.Started(); err != nil {
 		r.say("output capture failed: %v (output still reaches the terminal)", err)
 	}
+	mon := r.startMonitor(cmd.Process.Pid, fo)
+	waitGitDiff := r.startGitDiff(ev.Experiment, ev.Time, tmp, fo)
 
 	status := r.supervise(cmd, fo, api, capt, sigs)
+	r.stopMonitor(mon, cmd.ProcessState, api.MergeInfo)
 	if fg != nil {
 		// The terminal's Ctrl-C must reach the wrapper again while it
 		// waits for the observers.
@@ -169,6 +172,7 @@ func (r *run) start() int {
 		// the foreground) or was stopped from outside.
 		status = observer.StatusInterrupted
 	}
+	waitGitDiff()
 	var final any
 	switch {
 	case status != "":

@@ -58,6 +58,14 @@ type Config struct {
 	ResultFile    string
 	MetricPattern string
 
+	// MonitorInterval is how often the child's process tree is sampled
+	// (--monitor-interval); 0 turns the sampling off.
+	MonitorInterval time.Duration
+	// GitDiffCap bounds the git.diff artifact stored when a repository of
+	// the run is dirty; 0 means collect.DefaultGitDiffCap, < 0 stores
+	// none.
+	GitDiffCap int64
+
 	// Unbuffered sets PYTHONUNBUFFERED=1 in the child's environment, so that
 	// a Python child writes its output line by line into a pipe (at a cost
 	// in speed). Off, the environment is left as it is (in pty mode Python

@@ -105,7 +105,8 @@ func TestChildAPIEveryKind(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, cs.file), []byte(code), 0o644)
 			os.WriteFile(filepath.Join(dir, "data.csv"), []byte("x,y\n1,2\n"), 0o644)
 
-			r := sacred(t, dir, []string{pathWithSacred()}, "run", "-F", "runs", "--", cs.interp, cs.file)
+			// --monitor-interval 0: info holds what the child sent, no resources.
+			r := sacred(t, dir, []string{pathWithSacred()}, "run", "-F", "runs", "--monitor-interval", "0", "--", cs.interp, cs.file)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 			}

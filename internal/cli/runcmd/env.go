@@ -36,3 +36,15 @@ func childEnv(environ []string, kinds []observer.Kind) (env, removed []string) {
 	}
 	return env, removed
 }
+
+// getenv reads a variable of the child's environment, as the command will
+// see it (the last of a name wins, as in exec).
+func (o *RunOptions) getenv(name string) string {
+	v := ""
+	for _, e := range o.Env {
+		if k, val, ok := strings.Cut(e, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}

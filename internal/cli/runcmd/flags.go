@@ -17,14 +17,15 @@ import (
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/internal/collect"
+	"github.com/sacred-go/sacred/internal/monitor"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
 // configurable are sacred's own flags that sacred.yaml and SACRED_* may
 // set; every observer flag and every kind's own flag may too.
 var configurable = []string{
-	"beat-interval", "capture", "capture-env", "flush-timeout", "kill-after",
-	"loglevel", "max-source-size", "strict", "timeout", "unbuffered",
+	"beat-interval", "capture", "capture-env", "deps", "flush-timeout", "kill-after",
+	"loglevel", "max-source-size", "monitor-interval", "strict", "timeout", "unbuffered",
 }
 
 // defineFlags defines every flag of `sacred run` on fs, storing into o.
@@ -57,6 +58,8 @@ func (o *RunOptions) defineFlags(fs *pflag.FlagSet, kinds []observer.Kind) {
 	cmdutil.StringVarP(fs, &o.MetricPattern, "metric-pattern", "", "", "REGEX", "regular expression with groups name, value[, step]: matching stdout lines become metrics", checkMetricPattern)
 	cmdutil.StringVarP(fs, &o.ResultFile, "result-file", "", "", "FILE", "JSON file the command writes its result to, read when it exits", nil)
 	cmdutil.SizeVarP(fs, &o.MaxSourceSize, "max-source-size", "", collect.DefaultMaxSourceSize, "record sources larger than this by md5 and size only, without content", true)
+	cmdutil.FloatVarP(fs, &o.MonitorInterval, "monitor-interval", "", monitor.DefaultInterval.Seconds(), "SECONDS", "sample the command's process tree (CPU, memory, I/O, GPUs) every SECONDS into sys.* metrics (0: off)")
+	cmdutil.StringVarP(fs, &o.Deps, "deps", "", collect.DepsImported, "MODE", "experiment.dependencies: imported (the distributions the Python sources import), all (every one of the environment) or none; lock files are recorded as sources unless none", collect.CheckDepsMode)
 	cmdutil.BoolVarP(fs, &o.Unbuffered, "unbuffered", "", false, "set PYTHONUNBUFFERED=1 for the command (Python then writes line by line into a pipe, at a cost in speed)")
 
 	// One repeatable flag per observer kind, and the kinds' own flags.

@@ -17,6 +17,11 @@ import (
 	"github.com/sacred-go/sacred/internal/collect"
 )
 
+// minMonitorInterval is the shortest --monitor-interval: a sample of a
+// large tree takes milliseconds, and shorter intervals would measure the
+// wrapper more than the run.
+const minMonitorInterval = 0.01
+
 func (o *RunOptions) complete(f *cmdutil.Factory, c *cobra.Command, args []string) error {
 	cwd, err := f.WorkingDir()
 	if err != nil {
@@ -31,6 +36,9 @@ func (o *RunOptions) complete(f *cmdutil.Factory, c *cobra.Command, args []strin
 	}
 	if o.sources, err = cfg.Apply(fs); err != nil {
 		return cmdutil.FlagErrorWrap(err)
+	}
+	if o.MonitorInterval < 0 || o.MonitorInterval > 0 && o.MonitorInterval < minMonitorInterval {
+		return cmdutil.FlagErrorf("--monitor-interval %g: want 0 (off) or at least %g seconds", o.MonitorInterval, minMonitorInterval)
 	}
 	if out, ok := o.IO.OutFile(); ok {
 		o.Stdout = out

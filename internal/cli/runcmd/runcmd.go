@@ -66,6 +66,11 @@ type RunOptions struct {
 	// go.
 	Journal    string
 	JournalDir string
+	// MonitorInterval is --monitor-interval in seconds; 0 turns the
+	// process-tree sampling off.
+	MonitorInterval float64
+	// Deps is --deps: collect.DepsImported, DepsAll or DepsNone.
+	Deps string
 	// Unbuffered asks for PYTHONUNBUFFERED=1 in the child's environment.
 	Unbuffered bool
 
@@ -207,7 +212,7 @@ func Run(o *RunOptions) int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources, collect.ExperimentOptions{MaxSourceSize: o.MaxSourceSize})
+		ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources, collect.ExperimentOptions{MaxSourceSize: o.MaxSourceSize, Deps: o.Deps, Getenv: o.getenv})
 	}()
 	if o.PrintConfig {
 		b, _ := json.MarshalIndent(o.Config, "", "  ")
@@ -260,25 +265,26 @@ func Run(o *RunOptions) int {
 	lg.debugf("command %s", meta.Command)
 	// The wrapper's own messages honour -l; the runner's warnings always show.
 	return runner.Run(runner.Config{
-		Argv:          o.Argv,
-		Observers:     obs,
-		Start:         start,
-		Seed:          o.Seed,
-		Queue:         o.Queue,
-		BeatInterval:  time.Duration(o.BeatInterval * float64(time.Second)),
-		Capture:       mode,
-		Timeout:       o.Timeout,
-		KillAfter:     o.KillAfter,
-		StartTimeout:  30 * time.Second,
-		FlushTimeout:  o.FlushTimeout,
-		Strict:        o.Strict,
-		ResultFile:    o.ResultFile,
-		MetricPattern: o.MetricPattern,
-		Stdout:        o.Stdout,
-		Stderr:        o.Stderr,
-		Env:           o.Env,
-		Unbuffered:    o.Unbuffered,
-		Messages:      lg.infoWriter(),
+		Argv:            o.Argv,
+		Observers:       obs,
+		Start:           start,
+		Seed:            o.Seed,
+		Queue:           o.Queue,
+		BeatInterval:    time.Duration(o.BeatInterval * float64(time.Second)),
+		MonitorInterval: time.Duration(o.MonitorInterval * float64(time.Second)),
+		Capture:         mode,
+		Timeout:         o.Timeout,
+		KillAfter:       o.KillAfter,
+		StartTimeout:    30 * time.Second,
+		FlushTimeout:    o.FlushTimeout,
+		Strict:          o.Strict,
+		ResultFile:      o.ResultFile,
+		MetricPattern:   o.MetricPattern,
+		Stdout:          o.Stdout,
+		Stderr:          o.Stderr,
+		Env:             o.Env,
+		Unbuffered:      o.Unbuffered,
+		Messages:        lg.infoWriter(),
 	})
 }
 

@@ -454,3 +454,28 @@ func TestExtraKindIsAFlag(t *testing.T) {
 		t.Errorf("help lacks the kind's flag:\n%s", cmd.Flags().FlagUsages())
 	}
 }
+
+func TestMonitorIntervalAndDeps(t *testing.T) {
+	o, err := parse(t, nil, "true")
+	if err != nil || o.MonitorInterval != 5 || o.Deps != "imported" {
+		t.Fatalf("defaults: interval %v, deps %q, %v", o.MonitorInterval, o.Deps, err)
+	}
+	o, err = parse(t, []string{"SACRED_MONITOR_INTERVAL=0", "SACRED_DEPS=none"}, "true")
+	if err != nil || o.MonitorInterval != 0 || o.Deps != "none" {
+		t.Errorf("from env: interval %v, deps %q, %v", o.MonitorInterval, o.Deps, err)
+	}
+	o, err = parse(t, nil, "--monitor-interval", "0.5", "--deps", "all", "true")
+	if err != nil || o.MonitorInterval != 0.5 || o.Deps != "all" {
+		t.Errorf("flags: interval %v, deps %q, %v", o.MonitorInterval, o.Deps, err)
+	}
+	for _, bad := range [][]string{
+		{"--monitor-interval", "-1", "true"},
+		{"--monitor-interval", "0.001", "true"},
+		{"--monitor-interval", "5s", "true"},
+		{"--deps", "pip", "true"},
+	} {
+		if _, err := parse(t, nil, bad...); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
