@@ -128,7 +128,9 @@ func testResumeContinue(t *testing.T, s Store, chunk int) {
 	must(t, "final Heartbeat", func(ctx context.Context) error { return o.Heartbeat(ctx, final) })
 	stop := t0.Add(5 * time.Second)
 	trace := []string{"exit status 3\n", "Traceback: it went wrong\n"}
-	must(t, "Failed", func(ctx context.Context) error { return o.Failed(ctx, &observer.FailedEvent{StopTime: stop, Trace: trace}) })
+	must(t, "Failed", func(ctx context.Context) error {
+		return o.Failed(ctx, &observer.FailedEvent{StopTime: stop, Trace: trace})
+	})
 	closeObserver(t, o)
 
 	run := readRun(t, s, id)
@@ -190,7 +192,9 @@ func testResumeFail(t *testing.T, s Store) {
 	resume(t, r, ev, id)
 	stop := t0.Add(time.Hour)
 	trace := []string{"sacred reap: the wrapper of this run was killed\n"}
-	must(t, "Failed", func(ctx context.Context) error { return o.Failed(ctx, &observer.FailedEvent{StopTime: stop, Trace: trace}) })
+	must(t, "Failed", func(ctx context.Context) error {
+		return o.Failed(ctx, &observer.FailedEvent{StopTime: stop, Trace: trace})
+	})
 	closeObserver(t, o)
 
 	run := readRun(t, s, id)
