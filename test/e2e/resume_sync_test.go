@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,22 +48,38 @@ var replayAnyRE = regexp.MustCompile(`replay (?:them|it) with: sacred sync (\S+)
 // store's own state is what the test waits for, not a time.
 func waitForStore(t *testing.T, option, value, what string, cond func(*observer.Run) bool) {
 	t.Helper()
-	k, _ := observer.Lookup(option)
+	k, ok := observer.Lookup(option)
+	if !ok {
+		t.Fatalf("%s is not built into the test", option)
+	}
 	deadline := time.Now().Add(2 * time.Minute)
+	var last any = "nothing"
 	for {
 		ctx := context.Background()
-		if r, err := k.OpenReader(ctx, value, observer.Settings{}); err == nil {
-			ids, err := r.Runs(ctx)
+		r, err := k.OpenReader(ctx, value, observer.Settings{})
+		if err == nil {
+			var ids []string
+			ids, err = r.Runs(ctx)
 			if err == nil && len(ids) == 1 {
-				if run, err := r.Run(ctx, ids[0]); err == nil && cond(run) {
+				var run *observer.Run
+				run, err = r.Run(ctx, ids[0])
+				if err == nil && cond(run) {
 					r.Close()
 					return
 				}
+				if err == nil {
+					last = fmt.Sprintf("status %s, heartbeat %v, %d loss points, output %q", run.Status, run.Heartbeat, lossPoints(run), clipText(string(run.Output)))
+				}
+			} else if err == nil {
+				last = fmt.Sprintf("runs %v", ids)
 			}
 			r.Close()
 		}
+		if err != nil {
+			last = err
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the store never had %s", what)
+			t.Fatalf("the store never had %s; last seen: %v", what, last)
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval, not a synchronisation
 	}
@@ -96,6 +114,12 @@ func syncResumed(t *testing.T, flag, option, value string, down, up func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // a test stopped early: the wrapper stops its command
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+	})
 	if b, err := os.ReadFile(filepath.Join(dir, "at1")); err != nil || len(b) == 0 {
 		t.Fatalf("waiting for the command: %v", err)
 	}
