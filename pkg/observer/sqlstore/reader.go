@@ -252,7 +252,7 @@ func (r *Reader) extra(ctx context.Context, run *observer.Run) error {
 				return r.wrap("decode meta", err)
 			}
 			run.Meta = observer.Meta{Command: m.Command, Argv: m.Argv, Cwd: m.Cwd, Options: m.Options,
-				Comment: m.Comment, Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs}
+				Comment: m.Comment, Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs, RerunOf: m.RerunOf}
 			if m.QueueTime != "" {
 				var t dbTime
 				if t.parse(m.QueueTime) == nil {
