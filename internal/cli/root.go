@@ -11,6 +11,7 @@ import (
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/internal/cli/logcmd"
 	"github.com/sacred-go/sacred/internal/cli/reapcmd"
+	"github.com/sacred-go/sacred/internal/cli/reruncmd"
 	"github.com/sacred-go/sacred/internal/cli/runcmd"
 	"github.com/sacred-go/sacred/internal/cli/synccmd"
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -33,7 +34,7 @@ var Version = "dev"
 // generated from the observer kinds registered now.
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil),
-		reapcmd.NewCmdReap(f, nil))
+		reapcmd.NewCmdReap(f, nil), reruncmd.NewCmdRerun(f, nil))
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for
