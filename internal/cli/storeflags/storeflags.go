@@ -84,6 +84,16 @@ func Close(stores []Store) {
 	}
 }
 
+// Use opens the stores (see Open), calls fn and closes them.
+func (s *Flags) Use(f *cmdutil.Factory, c *cobra.Command, fn func([]Store) error) error {
+	stores, err := s.Open(context.Background(), f, c)
+	if err != nil {
+		return err
+	}
+	defer Close(stores)
+	return fn(stores)
+}
+
 // Open opens the stores named by the flags of c, else by sacred.yaml and
 // SACRED_*, else ./runs. Stores come in the order of the kinds (sorted by
 // option name), then of the values. Nothing is written to any store.
