@@ -285,4 +285,3 @@ func queryError(ios *cmdutil.IOStreams, err error) error {
 	}
 	return err
 }
-

@@ -283,4 +283,3 @@ func outputLines(out []byte, all bool) ([]string, int) {
 	}
 	return lines, total
 }
-

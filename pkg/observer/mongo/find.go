@@ -348,4 +348,3 @@ func (r *Reader) openFile(ctx context.Context, id, what string, oid bson.ObjectI
 	}
 	return ds, nil
 }
-
