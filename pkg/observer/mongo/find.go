@@ -22,7 +22,7 @@ var (
 
 // Find implements readback.Finder with one find whose filter is the
 // query's push-down and whose projection leaves out the output (and the
-// config and info when the selection does not read them). More round
+// config, info, host and meta when the selection does not read them). More round
 // trips only when the selection reads more: one find over the metrics,
 // one over GridFS's files for the md5s of the sources.
 func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.Run, error) {
@@ -30,8 +30,11 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 	if !req.Needs("config") {
 		proj = append(proj, bson.E{Key: "config", Value: 0})
 	}
-	if !req.Needs("info") {
-		proj = append(proj, bson.E{Key: "info", Value: 0})
+	for _, f := range []string{"info", "host", "meta"} {
+		// queue_time is read from meta.queue_time.
+		if !req.Needs(f) && (f != "meta" || !req.Needs("queue_time")) {
+			proj = append(proj, bson.E{Key: f, Value: 0})
+		}
 	}
 	cur, err := r.runs.Find(ctx, req.Mongo().Filter, options.Find().SetProjection(proj))
 	if err != nil {

@@ -39,7 +39,10 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 		cols = append(cols, "r.info")
 	}
 	if r.ext {
-		cols = append(cols, "x.command", "x.experiment", "x.host", "x.meta", "x.result", "x.fail_trace")
+		// JSON decoded only when the selection reads it: the host and
+		// meta documents are most of a row.
+		cols = append(cols, "x.command", "x.experiment", orNull(req.Needs("host"), "x.host"),
+			orNull(req.Needs("meta"), "x.meta"), "x.result", "x.fail_trace")
 	}
 	stmt := "SELECT " + strings.Join(cols, ", ") + " FROM " + plan.From +
 		" LEFT JOIN host h ON h.host_id = r.host_id WHERE " + plan.Where + " ORDER BY " + plan.OrderBy
@@ -131,6 +134,14 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 		}
 	}
 	return runs, nil
+}
+
+// orNull is col when wanted, else a NULL in its place.
+func orNull(wanted bool, col string) string {
+	if wanted {
+		return col
+	}
+	return "NULL"
 }
 
 // runRow is the columns of Sacred's run table that every reading needs.
