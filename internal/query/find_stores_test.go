@@ -43,7 +43,6 @@ func findAll(t *testing.T, store, kind, value string, n int, expect func(q *Quer
 	}
 }
 
-
 func TestFindFileStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "runs")
 	write(t, "file_storage", dir, len(fixture()))
