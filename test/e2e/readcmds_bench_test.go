@@ -76,6 +76,59 @@ func BenchmarkLs10k(b *testing.B) {
 	b.Run("tinydb", ls("-t", "tiny"))
 	b.Run("sqlite", ls("-s", sqlite))
 	b.Run("sqlite/where-config-metrics", ls(append([]string{"-s", sqlite}, where...)...))
+	b.Run("sqlite/driver-anchor", func(b *testing.B) {
+		// The same SELECT through the driver, rows scanned as text: what
+		// the database and the driver cost without sacred.
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "runs.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		for b.Loop() {
+			rows, err := db.Query(`SELECT r.run_id, r.command, r.status, r.start_time, r.heartbeat, r.stop_time, e.name, x.experiment, x.result
+				FROM run r LEFT JOIN experiment e ON e.experiment_id = r.experiment_id LEFT JOIN run_extra x ON x.run_id = r.run_id ORDER BY r.id`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for rows.Next() {
+				var v [9]sql.NullString
+				if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			rows.Close()
+			if n != benchRuns {
+				b.Fatalf("%d rows", n)
+			}
+		}
+	})
+	b.Run("mongo/driver-anchor", func(b *testing.B) {
+		// One find of every runs document without the output, through the
+		// driver: what the server costs without sacred.
+		ctx := context.Background()
+		c, err := mongodrv.Connect(options.Client().ApplyURI(base + "/"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Disconnect(ctx)
+		coll := c.Database("bench_ls").Collection("runs")
+		for b.Loop() {
+			cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "captured_out", Value: 0}}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for cur.Next(ctx) {
+				n++
+			}
+			cur.Close(ctx)
+			if n != benchRuns {
+				b.Fatalf("%d documents", n)
+			}
+		}
+	})
 	b.Run("mongo", ls("-m", mongoURL))
 	b.Run("mongo/where-config-metrics", ls(append([]string{"-m", mongoURL}, where...)...))
 }
