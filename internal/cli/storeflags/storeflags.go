@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -86,6 +88,13 @@ func Close(stores []Store) {
 
 // Use opens the stores (see Open), calls fn and closes them.
 func (s *Flags) Use(f *cmdutil.Factory, c *cobra.Command, fn func([]Store) error) error {
+	// The soft memory limit sacredcli.Main sets is for the wrapper of
+	// `sacred run`; a reading command holds the runs it selects (about
+	// 7 KB each), and under that limit the collector would run without
+	// pause over 10,000 runs. GOMEMLIMIT still rules when set.
+	if f.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
 	stores, err := s.Open(context.Background(), f, c)
 	if err != nil {
 		return err
