@@ -66,7 +66,7 @@ STORE is named as for sacred ls (default ./runs). ` + storeflags.RunArgsUsage,
 		},
 	}
 	fs := cmd.Flags()
-	cmdutil.BoolVarP(fs, &o.All, "all", "a", false, "show every config key, not only those that differ")
+	cmdutil.BoolVarP(fs, &o.All, "all", "", false, "show every config key, not only those that differ")
 	cmdutil.BoolVarP(fs, &o.JSON, "json", "", false, "print the comparison as one JSON object")
 	stores = storeflags.Define(fs, f.Kinds())
 	storeflags.MarkRunArgs(cmd)

@@ -76,7 +76,7 @@ STORE is named as for sacred ls (default ./runs). ` + storeflags.RunArgsUsage,
 		},
 	}
 	fs := cmd.Flags()
-	cmdutil.StringVarP(fs, &o.Out, "out", "o", "", "DIR", "write the files into this directory (created when missing)", nil)
+	cmdutil.StringVarP(fs, &o.Out, "out", "", "", "DIR", "write the files into this directory (created when missing)", nil)
 	cmdutil.BoolVarP(fs, &o.Force, "force", "f", false, "replace files that exist in --out")
 	stores = storeflags.Define(fs, f.Kinds())
 	storeflags.MarkRunArgs(cmd)

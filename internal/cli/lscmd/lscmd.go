@@ -91,7 +91,7 @@ Times are UTC.`,
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	cmdutil.StringVarP(fs, &o.Name, "name", "n", "", "RE", "only experiments whose name matches this regular expression (searched, as re.search)", nil)
-	cmdutil.StringVarP(fs, &o.Where, "where", "w", "", "EXPR", "only runs for which this expression holds (see docs/query.md)", nil)
+	cmdutil.StringVarP(fs, &o.Where, "where", "", "", "EXPR", "only runs for which this expression holds (see docs/query.md)", nil)
 	cmdutil.ArrayVarP(fs, &status, "status", "", "STATUS", "only runs with this status: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT or DIED? (comma-separated or repeated)", nil)
 	cmdutil.ArrayVarP(fs, &index, "index", "", "N", "only the runs at these positions among those selected: 0 the oldest, -1 the latest (comma-separated or repeated)", nil)
 	fs.IntVar(&o.Last, "last", 0, "only the `N` latest runs selected")

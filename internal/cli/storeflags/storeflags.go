@@ -33,7 +33,8 @@ type Flags struct {
 }
 
 // Define adds one repeatable flag per observer kind (and the kinds' own
-// flags) to fs. Sinks get theirs too, so that naming one says clearly
+// flags) to fs. The commands' own flags use no short letter that a kind
+// could take (only those sacred run uses too, which no kind may). Sinks get theirs too, so that naming one says clearly
 // that it cannot be read, rather than "unknown flag".
 func Define(fs *pflag.FlagSet, kinds []observer.Kind) *Flags {
 	s := &Flags{kinds: kinds, vals: map[string]*[]string{}}
