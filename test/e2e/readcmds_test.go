@@ -39,16 +39,16 @@ echo "done"
 exit "${EXIT:-0}"
 `
 
-// readRun is one run the read-back tests record, and what they expect to
+// recordedRun is one run the read-back tests record, and what they expect to
 // read back.
-type readRun struct {
+type recordedRun struct {
 	lr           float64
 	loss0, loss2 float64
 	result       float64
 	exit         int
 }
 
-var readRuns = []readRun{
+var recordedRuns = []recordedRun{
 	{lr: 0.1, loss0: 2, loss2: 0.25, result: 0.9},
 	{lr: 0.01, loss0: 3, loss2: 0.125, result: 0.95},
 	{lr: 0.3, loss0: 1, loss2: 0.75, result: 0.5, exit: 3},
@@ -80,7 +80,7 @@ func readStores(t *testing.T, dir string) map[string][]string {
 	return stores
 }
 
-// recordReadRuns records readRuns into a store through the binary.
+// recordReadRuns records recordedRuns into a store through the binary.
 func recordReadRuns(t *testing.T, dir string, store []string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "train.sh"), []byte(readTrainScript), 0o644); err != nil {
@@ -89,7 +89,7 @@ func recordReadRuns(t *testing.T, dir string, store []string) {
 	if err := os.WriteFile(filepath.Join(dir, "data.txt"), []byte("the data set\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, rr := range readRuns {
+	for _, rr := range recordedRuns {
 		args := append([]string{"run", "-n", "reader"}, store...)
 		args = append(args, "with", fmt.Sprintf("lr=%g", rr.lr), "opt=sgd", "--", "sh", "train.sh")
 		env := []string{pathWithSacred(), fmt.Sprintf("LOSS0=%g", rr.loss0), fmt.Sprintf("LOSS2=%g", rr.loss2),
@@ -190,8 +190,8 @@ func lsIDs(t *testing.T, dir string, store []string) []string {
 	for _, m := range parseJSONLines(t, r.stdout) {
 		ids = append(ids, m["id"].(string))
 	}
-	if len(ids) != len(readRuns) {
-		t.Fatalf("ls --json: %d runs, want %d:\n%s%s", len(ids), len(readRuns), r.stdout, r.stderr)
+	if len(ids) != len(recordedRuns) {
+		t.Fatalf("ls --json: %d runs, want %d:\n%s%s", len(ids), len(recordedRuns), r.stdout, r.stderr)
 	}
 	return ids
 }
@@ -202,11 +202,11 @@ func checkLs(t *testing.T, dir string, store []string) {
 		t.Fatalf("ls: exit %d: %s", r.code, r.stderr)
 	}
 	lines := parseJSONLines(t, r.stdout)
-	if len(lines) != len(readRuns) {
-		t.Fatalf("ls: %d lines, want %d:\n%s", len(lines), len(readRuns), r.stdout)
+	if len(lines) != len(recordedRuns) {
+		t.Fatalf("ls: %d lines, want %d:\n%s", len(lines), len(recordedRuns), r.stdout)
 	}
 	for i, m := range lines {
-		rr := readRuns[i]
+		rr := recordedRuns[i]
 		status := "COMPLETED"
 		if rr.exit != 0 {
 			status = "FAILED"
@@ -269,7 +269,7 @@ func checkLs(t *testing.T, dir string, store []string) {
 
 func checkShow(t *testing.T, dir string, store []string, ids []string) {
 	for i, id := range ids {
-		rr := readRuns[i]
+		rr := recordedRuns[i]
 		r := sacred(t, dir, nil, append([]string{"show", id, "--json"}, store...)...)
 		if r.code != 0 {
 			t.Fatalf("show %s --json: exit %d: %s", id, r.code, r.stderr)
