@@ -130,3 +130,17 @@ func TestCreateBucket(t *testing.T) {
 		t.Fatalf("nothing in the new bucket: %v, %v", keys, err)
 	}
 }
+
+// TestEndpointFromEnvironment: AWS_ENDPOINT_URL_S3 names an S3-compatible
+// store as --s3-endpoint does, path style implied.
+func TestEndpointFromEnvironment(t *testing.T) {
+	srv := server(t)
+	t.Setenv("AWS_ENDPOINT_URL_S3", srv.URL())
+	o, err := New(context.Background(), mustParse(t, "s3://lab-runs/env"), observer.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Started(context.Background(), observertestStart()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -64,7 +65,27 @@ func Open(ctx context.Context, cfg *Config, s observer.Settings) (*Reader, error
 // connect builds the client from the AWS chain and the flags and checks
 // the bucket.
 func connect(ctx context.Context, cfg *Config, s observer.Settings, create bool) (*bucket, error) {
+	opts := []func(*awsconfig.LoadOptions) error{
+		// The retry decorator around every observer retries; the SDK's
+		// own retries would only stretch each call past its timeout.
+		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+	}
+	if r := s.Flag(FlagRegion); r != "" {
+		opts = append(opts, awsconfig.WithRegion(r))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("S3: reading the AWS configuration: %s", oneLine(err))
+	}
+	// The endpoint: the flag, or the AWS settings for S3 alone, or for all
+	// services (AWS_ENDPOINT_URL, a profile's endpoint_url).
 	endpoint := s.Flag(FlagEndpoint)
+	if endpoint == "" {
+		endpoint = os.Getenv("AWS_ENDPOINT_URL_S3")
+	}
+	if endpoint == "" {
+		endpoint = aws.ToString(awsCfg.BaseEndpoint)
+	}
 	if endpoint != "" {
 		if err := checkEndpoint(endpoint); err != nil {
 			return nil, err
@@ -77,18 +98,6 @@ func connect(ctx context.Context, cfg *Config, s observer.Settings, create bool)
 			return nil, fmt.Errorf("S3: --%s %q is not true or false", FlagPathStyle, v)
 		}
 		pathStyle = b
-	}
-	opts := []func(*awsconfig.LoadOptions) error{
-		// The retry decorator around every observer retries; the SDK's
-		// own retries would only stretch each call past its timeout.
-		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-	}
-	if r := s.Flag(FlagRegion); r != "" {
-		opts = append(opts, awsconfig.WithRegion(r))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("S3: reading the AWS configuration: %s", oneLine(err))
 	}
 	if awsCfg.Region == "" {
 		if endpoint == "" {
@@ -135,10 +144,10 @@ func connect(ctx context.Context, cfg *Config, s observer.Settings, create bool)
 func checkEndpoint(endpoint string) error {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("S3: --%s must be an http:// or https:// URL, e.g. http://127.0.0.1:9000", FlagEndpoint)
+		return fmt.Errorf("S3: the endpoint (--%s or AWS_ENDPOINT_URL_S3) must be an http:// or https:// URL, e.g. http://127.0.0.1:9000", FlagEndpoint)
 	}
 	if u.User != nil {
-		return fmt.Errorf("S3: --%s must not hold credentials: give them through the AWS environment or a profile", FlagEndpoint)
+		return fmt.Errorf("S3: the endpoint (--%s or AWS_ENDPOINT_URL_S3) must not hold credentials: give them through the AWS environment or a profile", FlagEndpoint)
 	}
 	return nil
 }
