@@ -100,6 +100,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatal("New accepted it")
 			}
 			msg := err.Error()
+			t.Log(msg)
 			if !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
 				t.Fatalf("New: %q, want one line with %q", msg, c.want)
 			}
