@@ -7,10 +7,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sacred-go/sacred/internal/cli.Version=$(VERSION)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build test test-short lint bench services clean
+.PHONY: build docs test test-short lint bench services clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sacred
+
+# Man pages and shell completions (bash, zsh, fish, PowerShell), as the
+# release archives ship them: build/man/*.1, build/completions/*.
+docs:
+	$(GO) run -ldflags '-X github.com/sacred-go/sacred/internal/cli.Version=$(VERSION)' ./internal/cli/gendocs -man build/man -completions build/completions
 
 test:
 	$(GO) test -race -count=1 -timeout 40m ./...
@@ -32,4 +37,4 @@ services:
 	scripts/services.sh
 
 clean:
-	rm -rf bin dist
+	rm -rf bin build dist

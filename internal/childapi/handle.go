@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -35,19 +35,19 @@ type wireMsg struct {
 
 var syncReply = []byte(`{"kind":"sync"}` + "\n")
 
-// handleLine processes one line. It returns bytes to write back to the
-// client, or nil.
-func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []byte {
+// handleLine processes one line. It reports whether the line is a sync,
+// which the caller answers.
+func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) (isSync bool) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return nil // blank lines are harmless
+		return false // blank lines are harmless
 	}
 	var m wireMsg
 	if !parseFlat(line, &m, intern.get) {
 		m = wireMsg{}
 		if err := json.Unmarshal(line, &m); err != nil {
 			s.warnf("client %d line %d: %s; line ignored: %s", conn, lineNo, describeJSONError(line, err), clip(line))
-			return nil
+			return false
 		}
 	}
 	var err error
@@ -59,13 +59,13 @@ func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []b
 	case "result":
 		err = s.handleResult(&m)
 	case "artifact":
-		err = s.handleArtifact(&m)
+		err = s.handleArtifact(&m, conn)
 	case "resource":
-		err = s.handleResource(&m)
+		err = s.handleResource(&m, conn)
 	case "sync":
 		// Lines of one connection are handled in order, so everything sent
 		// before this one is processed: tell the client.
-		return syncReply
+		return true
 	case "":
 		err = errors.New(`no "kind" field; want one of metric, info, result, artifact, resource`)
 	default:
@@ -74,7 +74,7 @@ func (s *Server) handleLine(line []byte, conn, lineNo int, intern *interner) []b
 	if err != nil {
 		s.warnf("client %d line %d: %v", conn, lineNo, err)
 	}
-	return nil
+	return false
 }
 
 // interner reuses the strings of one connection (metric names, kinds), so
@@ -116,9 +116,27 @@ func clip(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
+// CheckMetricName reports why name cannot name a metric in every store,
+// or nil. Sacred takes any string; the stores cannot keep a NUL byte
+// (PostgreSQL's text, MongoDB's keys) nor bytes that are not UTF-8.
+func CheckMetricName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("metric name is empty")
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("metric name %q contains a NUL byte, which no store can keep", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("metric name %q is not valid UTF-8", name)
+	}
+	return nil
+}
+
 func (s *Server) handleMetric(m *wireMsg) error {
 	if m.Name == "" {
 		return errors.New(`metric without "name"; point dropped`)
+	}
+	if err := CheckMetricName(m.Name); err != nil {
+		return fmt.Errorf("%w; point dropped", err)
 	}
 	v, err := metricValue(m.Value)
 	if err != nil {
@@ -134,8 +152,7 @@ func (s *Server) handleMetric(m *wireMsg) error {
 			return fmt.Errorf("metric %q: %w; point dropped", m.Name, err)
 		}
 	}
-	s.addPoint(m.Name, step, hasStep, v, t)
-	return nil
+	return s.addPoint(m.Name, step, hasStep, v, t, false)
 }
 
 func metricValue(raw json.RawMessage) (float64, error) {
@@ -204,6 +221,9 @@ func (s *Server) handleInfo(m *wireMsg) error {
 			return fmt.Errorf("info key %q has an empty part; write keys like a.b.c", m.Key)
 		}
 	}
+	if strings.IndexByte(m.Key, 0) >= 0 {
+		return fmt.Errorf("info key %q contains a NUL byte, which no store can keep; ignored", m.Key)
+	}
 	if len(m.Value) == 0 {
 		return fmt.Errorf(`info %q without "value"; ignored`, m.Key)
 	}
@@ -271,7 +291,7 @@ func (s *Server) resolve(p string) string {
 	return filepath.Join(s.o.Cwd, p)
 }
 
-func (s *Server) handleArtifact(m *wireMsg) error {
+func (s *Server) handleArtifact(m *wireMsg, conn int) error {
 	if m.Path == "" {
 		return errors.New(`artifact without "path"; ignored`)
 	}
@@ -294,9 +314,16 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 		meta = mm
 	}
 
+	op := s.busy(conn, fmt.Sprintf("artifact %q (copy of %s)", name, orig))
 	s.artLock.Lock()
 	defer s.artLock.Unlock()
-	src, err := openRegular(orig)
+	return s.done(conn, op, s.copyArtifact(m, name, orig, meta))
+}
+
+// copyArtifact takes the copy and reports the artifact; the caller holds
+// artLock, so events keep the order in which the lines were handled.
+func (s *Server) copyArtifact(m *wireMsg, name, orig string, meta map[string]any) error {
+	src, st, err := openRegular(orig)
 	if err != nil {
 		return fmt.Errorf("artifact %q: %w; ignored", name, err)
 	}
@@ -307,7 +334,16 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 	if err != nil {
 		return fmt.Errorf("artifact %q: take a copy: %w; ignored", name, err)
 	}
-	_, err = io.Copy(dst, src)
+	// The copy keeps the original's permission bits (a 0600 key stays
+	// 0600), so that stores copying it on never widen them; it lives in
+	// the private directory meanwhile.
+	if s.beforeCopy != nil {
+		s.beforeCopy()
+	}
+	err = copyN(dst, src, st.Size(), s.stop)
+	if err == nil {
+		err = dst.Chmod(st.Mode().Perm())
+	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -315,57 +351,54 @@ func (s *Server) handleArtifact(m *wireMsg) error {
 		os.Remove(cp)
 		return fmt.Errorf("artifact %q: copy %s: %w; ignored", name, orig, err)
 	}
-	if s.o.OnArtifact != nil {
-		s.o.OnArtifact(observer.ArtifactEvent{
-			Name:        name,
-			Path:        cp,
-			OrigPath:    orig,
-			ContentType: m.ContentType,
-			Metadata:    meta,
-		})
+	err = s.emit(func() {
+		if s.o.OnArtifact != nil {
+			s.o.OnArtifact(observer.ArtifactEvent{
+				Name:        name,
+				Path:        cp,
+				OrigPath:    orig,
+				ContentType: m.ContentType,
+				Metadata:    meta,
+			})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w; not recorded", name, err)
 	}
 	return nil
 }
 
-func (s *Server) handleResource(m *wireMsg) error {
+func (s *Server) handleResource(m *wireMsg, conn int) error {
 	if m.Path == "" {
 		return errors.New(`resource without "path"; ignored`)
 	}
 	p := s.resolve(m.Path)
+	op := s.busy(conn, "resource "+p+" (md5)")
 	s.artLock.Lock()
 	defer s.artLock.Unlock()
-	f, err := openRegular(p)
+	return s.done(conn, op, s.hashResource(p))
+}
+
+// hashResource computes the md5 and reports the resource; the caller holds
+// artLock.
+func (s *Server) hashResource(p string) error {
+	f, st, err := openRegular(p)
 	if err != nil {
 		return fmt.Errorf("resource: %w; ignored", err)
 	}
 	defer f.Close()
 	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if err := copyN(h, f, st.Size(), s.stop); err != nil {
 		return fmt.Errorf("resource: read %s: %w; ignored", p, err)
 	}
-	if s.o.OnResource != nil {
-		s.o.OnResource(observer.ResourceEvent{Path: p, MD5: hex.EncodeToString(h.Sum(nil))})
+	sum := hex.EncodeToString(h.Sum(nil))
+	err = s.emit(func() {
+		if s.o.OnResource != nil {
+			s.o.OnResource(observer.ResourceEvent{Path: p, MD5: sum})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("resource %s: %w; not recorded", p, err)
 	}
 	return nil
-}
-
-// openRegular opens p for reading and refuses anything but a regular file.
-func openRegular(p string) (*os.File, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", p)
-		}
-		return nil, fmt.Errorf("open %s: %w", p, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat %s: %w", p, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	return f, nil
 }

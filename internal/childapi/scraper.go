@@ -102,7 +102,8 @@ func (sc *Scraper) match(line []byte) {
 		return string(line[m[2*i]:m[2*i+1]])
 	}
 	name, val := group(sc.iName), group(sc.iValue)
-	if name == "" {
+	if err := CheckMetricName(name); err != nil {
+		sc.s.warnf("--metric-pattern: %v; point dropped", err)
 		return
 	}
 	v, err := strconv.ParseFloat(val, 64)
@@ -119,5 +120,7 @@ func (sc *Scraper) match(line []byte) {
 		}
 		step = n
 	}
-	sc.s.AddMetric(name, v, step)
+	if err := sc.s.AddMetric(name, v, step); err != nil {
+		sc.s.warnf("--metric-pattern: %v", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ const (
 	DefaultMaxPending = 100_000
 	DefaultMaxLine    = 16 << 20
 	DefaultCloseWait  = 2 * time.Second
+	DefaultFileWait   = 5 * time.Second
 	// maxWarnings caps the warnings written per run, so that a child that
 	// sends millions of bad lines cannot flood the terminal.
 	maxWarnings = 100
@@ -67,6 +69,10 @@ type Options struct {
 	// CloseWait bounds how long Close waits for connected clients to
 	// finish (default DefaultCloseWait).
 	CloseWait time.Duration
+	// FileWait bounds how much longer Close waits for artifact copies and
+	// resource checksums in progress (default DefaultFileWait); those not
+	// done by then are abandoned and reported, never recorded later.
+	FileWait time.Duration
 }
 
 // Server receives the messages of one run.
@@ -79,6 +85,15 @@ type Server struct {
 	artDir  string
 	artLock sync.Mutex // orders artifact and resource events
 	artSeq  int
+	stop    chan struct{} // closed when Close gives up on file operations
+	// beforeCopy, when set by a test, runs before an artifact's bytes
+	// are copied: it stands for a copy that takes long.
+	beforeCopy func()
+
+	// emitMu lets Close cut off artifact and resource events: once cut is
+	// set, a file operation that finishes late reports nothing.
+	emitMu sync.RWMutex
+	cut    bool
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when pending shrinks or the server closes
@@ -92,6 +107,10 @@ type Server struct {
 	info     map[string]any
 	result   any
 	hasRes   bool
+	busyOps  map[int]*fileOp // connection → file operation in progress
+	// tapDropped counts the scraped points dropped while the observers
+	// were far behind (see addPoint).
+	tapDropped int
 
 	warnMu     sync.Mutex
 	warnings   int
@@ -113,6 +132,9 @@ func Listen(o Options) (*Server, error) {
 	}
 	if o.CloseWait <= 0 {
 		o.CloseWait = DefaultCloseWait
+	}
+	if o.FileWait <= 0 {
+		o.FileWait = DefaultFileWait
 	}
 	if o.Cwd == "" {
 		wd, err := os.Getwd()
@@ -157,7 +179,9 @@ func Listen(o Options) (*Server, error) {
 		ln:      ln,
 		flush:   make(chan struct{}, 1),
 		artDir:  artDir,
+		stop:    make(chan struct{}),
 		conns:   map[net.Conn]struct{}{},
+		busyOps: map[int]*fileOp{},
 		index:   map[string]int{},
 		counter: map[string]int64{},
 		info:    map[string]any{},
@@ -226,7 +250,11 @@ func (s *Server) serve(c net.Conn) {
 // readConn reads one client line by line until EOF.
 func (s *Server) readConn(c net.Conn, id int) {
 	defer s.wg.Done()
+	var replies *replier // started at the first sync
 	defer func() {
+		if replies != nil {
+			replies.finish()
+		}
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -273,10 +301,13 @@ func (s *Server) readConn(c net.Conn, id int) {
 			line = long
 		}
 		lineNo++
-		if reply := s.handleLine(line, id, lineNo, &names); reply != nil {
-			if _, err := c.Write(reply); err != nil {
-				s.warnf("client %d: reply: %v", id, err)
+		if s.handleLine(line, id, lineNo, &names) {
+			if replies == nil {
+				replies = newReplier(c, func(err error) {
+					s.warnf("client %d: reply to sync: %v; the client stopped reading", id, err)
+				})
 			}
+			replies.add()
 		}
 		long = long[:0]
 		if cap(long) > 1<<20 {
@@ -324,24 +355,100 @@ func (s *Server) Close() error {
 		select {
 		case <-done:
 		case <-t.C:
-			// A process of the child's tree still holds a connection open:
-			// stop reading it. Lines already complete are processed.
-			s.mu.Lock()
-			n := len(s.conns)
-			for c := range s.conns {
-				c.SetReadDeadline(time.Now())
-			}
-			s.mu.Unlock()
-			s.warnf("%d client(s) still connected after %v; stopped reading them", n, s.o.CloseWait)
-			<-done
+			s.stopReading(done)
 		}
+		s.mu.Lock()
+		dropped := s.tapDropped
+		s.mu.Unlock()
 		s.warnMu.Lock()
+		if dropped > 0 && s.o.Warn != nil {
+			fmt.Fprintf(s.o.Warn, "sacred: child API: --metric-pattern: %d scraped metric point(s) were not recorded: the observers were too far behind (their lines are in the captured output)\n", dropped)
+		}
 		if s.suppressed > 0 && s.o.Warn != nil {
 			fmt.Fprintf(s.o.Warn, "sacred: child API: %d more warning(s) suppressed\n", s.suppressed)
 		}
 		s.warnMu.Unlock()
 	})
 	return s.closeErr
+}
+
+// stopReading is Close's second stage, once CloseWait has passed: it stops
+// reading the clients still connected (lines they completed are handled),
+// waits at most FileWait for file operations in progress, and abandons
+// those still running, so that Close always returns.
+func (s *Server) stopReading(done <-chan struct{}) {
+	s.mu.Lock()
+	n := len(s.conns) - len(s.busyOps)
+	for c := range s.conns {
+		c.SetDeadline(time.Now()) // also ends a sync reply nobody reads
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.warnf("%d client(s) still connected after %v; stopped reading them", n, s.o.CloseWait)
+	}
+	t := time.NewTimer(s.o.FileWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	s.emitMu.Lock()
+	s.cut = true
+	s.emitMu.Unlock()
+	close(s.stop)
+	s.mu.Lock()
+	ops := make([]string, 0, len(s.busyOps))
+	for id, op := range s.busyOps {
+		op.reported = true
+		ops = append(ops, fmt.Sprintf("client %d: %s", id, op.what))
+	}
+	s.mu.Unlock()
+	slices.Sort(ops)
+	for _, op := range ops {
+		s.warnf("%s: not finished %v after the command ended; not recorded", op, s.o.CloseWait+s.o.FileWait)
+	}
+}
+
+// fileOp is an artifact copy or resource checksum in progress (or waiting
+// for the one before it, to keep the order of events).
+type fileOp struct {
+	what     string
+	reported bool // Close said it was abandoned
+}
+
+// busy marks a file operation of connection conn as in progress, for
+// Close's report; pass it to s.done when it is over.
+func (s *Server) busy(conn int, what string) *fileOp {
+	op := &fileOp{what: what}
+	s.mu.Lock()
+	s.busyOps[conn] = op
+	s.mu.Unlock()
+	return op
+}
+
+// done ends op and returns the error to report for it: none when Close
+// stopped it and already said so.
+func (s *Server) done(conn int, op *fileOp, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.busyOps, conn)
+	if errors.Is(err, errStopped) && op.reported {
+		return nil
+	}
+	return err
+}
+
+// emit calls report unless Close has given up on file operations: an
+// event that comes after that would reach observers after the run's end.
+func (s *Server) emit(report func()) error {
+	s.emitMu.RLock()
+	defer s.emitMu.RUnlock()
+	if s.cut {
+		return errStopped
+	}
+	report()
+	return nil
 }
 
 // warnf writes one warning line, up to maxWarnings per server.

@@ -329,7 +329,7 @@ func TestBadInput(t *testing.T) {
 		{`{"kind":"result"}`, `result without "value"`},
 		{`{"kind":"artifact"}`, `artifact without "path"`},
 		{`{"kind":"artifact","path":"missing.pt"}`, "missing.pt does not exist"},
-		{`{"kind":"artifact","path":"adir"}`, "is not a regular file"},
+		{`{"kind":"artifact","path":"adir"}`, "is a directory, not a regular file"},
 		{`{"kind":"artifact","path":"ok.txt","name":"../escape.txt"}`, "escapes the run directory"},
 		{`{"kind":"artifact","path":"ok.txt","name":"a/../../escape.txt"}`, "escapes the run directory"},
 		{`{"kind":"artifact","path":"ok.txt","name":"/etc/passwd"}`, "is absolute"},

@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -41,6 +43,10 @@ func normalize(v any) (any, error) {
 		return f, nil
 	case map[string]any:
 		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 {
+				// MongoDB's keys are C strings: no store could keep it.
+				return nil, fmt.Errorf("key %q contains a NUL byte, which no store can keep", k)
+			}
 			n, err := normalize(e)
 			if err != nil {
 				return nil, err
@@ -97,29 +103,66 @@ func (s *Server) SetResult(v any) {
 const maxResultFile = 64 << 20
 
 // ReadResultFile reads the JSON result a child left in a file
-// (--result-file), read after the child exits.
+// (--result-file), read after the child exits. It never blocks for long:
+// anything but a regular file is refused, and a read that does not finish
+// within resultFileWait (a hung network file system) is given up.
 func ReadResultFile(path string) (any, error) {
-	f, err := os.Open(path)
+	return readResultFile(path, resultFileWait)
+}
+
+func readResultFile(path string, wait time.Duration) (any, error) {
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1) // the reader never blocks on it, even when abandoned
+	go func() {
+		b, err := readResultBytes(path)
+		done <- read{b, err}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var r read
+	select {
+	case r = <-done:
+	case <-t.C:
+		return nil, fmt.Errorf("result file %s: reading it did not finish within %v; result not recorded", path, wait)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(bytes.TrimSpace(r.b)) == 0 {
+		return nil, fmt.Errorf("result file %s is empty; write one JSON value", path)
+	}
+	v, err := decodeJSON(r.b)
+	if err != nil {
+		return nil, fmt.Errorf("result file %s: %w", path, err)
+	}
+	return v, nil
+}
+
+func readResultBytes(path string) ([]byte, error) {
+	f, st, err := openRegular(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("result file %s does not exist (did the child write it?)", path)
 		}
-		return nil, fmt.Errorf("open result file: %w", err)
+		return nil, fmt.Errorf("result file: %w", err)
 	}
 	defer f.Close()
+	if st.Size() > maxResultFile {
+		return nil, tooLarge(path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxResultFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("read result file %s: %w", path, err)
 	}
 	if len(b) > maxResultFile {
-		return nil, fmt.Errorf("result file %s is larger than %d MiB; write a smaller result and store the rest as an artifact", path, maxResultFile>>20)
+		return nil, tooLarge(path)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, fmt.Errorf("result file %s is empty; write one JSON value", path)
-	}
-	v, err := decodeJSON(b)
-	if err != nil {
-		return nil, fmt.Errorf("result file %s: %w", path, err)
-	}
-	return v, nil
+	return b, nil
+}
+
+func tooLarge(path string) error {
+	return fmt.Errorf("result file %s is larger than %d MiB; write a smaller result and store the rest as an artifact", path, maxResultFile>>20)
 }

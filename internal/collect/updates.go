@@ -6,6 +6,7 @@ package collect
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -25,9 +26,16 @@ import (
 // A token PATH=VALUE (split at the first '=') sets the nested key a.b.c of
 // PATH. VALUE is read as a JSON/YAML scalar or flow value: 1 → int64,
 // 0.1 and 1e-3 → float64, true/false/True/False → bool, null/None → nil,
-// [1,2] → []any, {a: 1} → map[string]any, "x y" or 'x y' → string; anything
-// else is kept as the raw string (Sacred does the same when literal_eval
-// fails). Whitespace around PATH and VALUE is stripped.
+// [1,2] → []any, {a: 1} → map[string]any, "x y" or 'x y' → string; any
+// other text is kept as the string itself (Sacred does the same when
+// literal_eval fails). A VALUE that starts a list, a mapping or a quoted
+// string but is not one (`[1,`, `"a" b`) is an error rather than text, so
+// that a typo is not recorded as a string: quote it to mean the text.
+// Whitespace around PATH and VALUE is stripped.
+//
+// Updates merge: the same key given twice keeps the later value, mappings
+// merge key by key, and a key set both to a value and to a mapping (a=2
+// with a.b.c=1, in either order) is an error.
 //
 // A token without '=' that names an existing .json, .yaml or .yml file is a
 // config file. config is built from the files first, merged in the order
@@ -44,8 +52,8 @@ func ParseUpdates(tokens []string) (config map[string]any, updates map[string]an
 	for _, tok := range tokens {
 		eq := strings.IndexByte(tok, '=')
 		if eq < 0 {
-			if !isConfigFile(tok) {
-				return nil, nil, nil, fmt.Errorf("with: %q is neither PATH=VALUE nor an existing .json/.yaml/.yml config file", tok)
+			if err := checkConfigFile(tok); err != nil {
+				return nil, nil, nil, err
 			}
 			files = append(files, tok)
 			continue
@@ -55,8 +63,12 @@ func ParseUpdates(tokens []string) (config map[string]any, updates map[string]an
 		if perr != nil {
 			return nil, nil, nil, fmt.Errorf("with: bad key in %q: %w; write a.b.c=VALUE", tok, perr)
 		}
-		if err := setPath(updates, parts, parseValue(strings.TrimSpace(tok[eq+1:]))); err != nil {
-			return nil, nil, nil, fmt.Errorf("with: cannot apply %q: %w", tok, err)
+		v, verr := parseValue(strings.TrimSpace(tok[eq+1:]))
+		if verr != nil {
+			return nil, nil, nil, fmt.Errorf("with: %q: %w", tok, verr)
+		}
+		if err := mergeUpdate(updates, parts, v); err != nil {
+			return nil, nil, nil, fmt.Errorf("with: %q: %w", tok, err)
 		}
 	}
 	for _, f := range files {
@@ -70,26 +82,43 @@ func ParseUpdates(tokens []string) (config map[string]any, updates map[string]an
 	return config, updates, files, nil
 }
 
-// IsUpdateToken reports whether tok belongs to the updates after `with`: a
-// PATH=VALUE with a well-formed PATH, or an existing config file. The CLI
-// uses it to find where the command starts when there is no `--`.
-func IsUpdateToken(tok string) bool {
-	eq := strings.IndexByte(tok, '=')
-	if eq < 0 {
-		return isConfigFile(tok)
+// LooksLikeUpdate reports whether tok is meant as an update after `with`:
+// a word with '=' whose part before it could be a key (no '/', not
+// starting with '-'), or a word naming a .json, .yaml or .yml file. The
+// CLI uses it to find where the command starts when there is no `--`;
+// ParseUpdates then refuses the malformed ones (`=3`, `.=1`, a config
+// file that does not exist) instead of letting them become the command.
+func LooksLikeUpdate(tok string) bool {
+	if key, _, ok := strings.Cut(tok, "="); ok {
+		return !strings.ContainsAny(key, `/\`) && !strings.HasPrefix(strings.TrimSpace(key), "-")
 	}
-	_, err := splitPath(strings.TrimSpace(tok[:eq]))
-	return err == nil
+	return hasConfigExt(tok)
 }
 
-func isConfigFile(tok string) bool {
+func hasConfigExt(tok string) bool {
 	switch strings.ToLower(filepath.Ext(tok)) {
 	case ".json", ".yaml", ".yml":
-	default:
-		return false
+		return true
+	}
+	return false
+}
+
+// checkConfigFile checks a token without '=': it must name an existing
+// config file.
+func checkConfigFile(tok string) error {
+	if !hasConfigExt(tok) {
+		return fmt.Errorf("with: %q is neither KEY=VALUE nor a .json/.yaml/.yml config file", tok)
 	}
 	fi, err := os.Stat(tok)
-	return err == nil && fi.Mode().IsRegular()
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("with: config file %s does not exist", tok)
+	case err != nil:
+		return fmt.Errorf("with: config file %s: %w", tok, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("with: config file %s is not a regular file", tok)
+	}
+	return nil
 }
 
 // splitPath checks a dotted key path. Parts are restricted to letters,
@@ -117,25 +146,41 @@ func splitPath(path string) ([]string, error) {
 	return parts, nil
 }
 
-// setPath sets m[a][b][c] = v, creating maps on the way. A prefix that
-// holds a non-map value is an error, as in Sacred (`a=1 a.b=2`).
-func setPath(m map[string]any, parts []string, v any) error {
+// mergeUpdate merges the value v at the key path parts into m: a key set
+// again keeps the later value, mappings merge key by key, and a key that
+// holds a mapping on one side and a value on the other is an error
+// whatever the order.
+func mergeUpdate(m map[string]any, parts []string, v any) error {
 	cur := m
-	for i, p := range parts[:len(parts)-1] {
-		next, ok := cur[p]
-		if !ok {
+	for i, p := range parts {
+		old, exists := cur[p]
+		oldMap, oldIsMap := old.(map[string]any)
+		newMap, newIsMap := v.(map[string]any)
+		last := i == len(parts)-1
+		switch {
+		case !exists && last:
+			cur[p] = v
+			return nil
+		case !exists:
 			nm := map[string]any{}
 			cur[p] = nm
 			cur = nm
-			continue
+		case !last && oldIsMap:
+			cur = oldMap
+		case last && oldIsMap && newIsMap:
+			for k, x := range newMap {
+				if err := mergeUpdate(oldMap, []string{k}, x); err != nil {
+					return err
+				}
+			}
+			return nil
+		case last && !oldIsMap && !newIsMap:
+			cur[p] = v
+			return nil
+		default:
+			return fmt.Errorf("%s is set both to a value and to a mapping of keys; give one of them", strings.Join(parts[:i+1], "."))
 		}
-		nm, ok := next.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s is already set to a value that is not a mapping", strings.Join(parts[:i+1], "."))
-		}
-		cur = nm
 	}
-	cur[parts[len(parts)-1]] = v
 	return nil
 }
 
@@ -160,23 +205,23 @@ var (
 )
 
 // parseValue reads one VALUE; see ParseUpdates.
-func parseValue(s string) any {
+func parseValue(s string) (any, error) {
 	if s == "" {
-		return s
+		return s, nil
 	}
 	switch s[0] {
 	case '"', '\'':
 		if v, ok := quoted(s); ok {
-			return v
+			return v, nil
 		}
-		return s
+		return nil, fmt.Errorf(`%s is not one quoted string; to keep the quotes as text, quote the whole value, e.g. '"%s"'`, s, strings.ReplaceAll(s, `"`, `\"`))
 	case '[', '{':
 		if v, ok := parseFlow(s); ok {
-			return v
+			return v, nil
 		}
-		return s
+		return nil, fmt.Errorf(`%s is not a complete list or mapping such as [1, 2] or {a: 1}; to keep it as text, quote it, e.g. '"%s"'`, s, strings.ReplaceAll(s, `"`, `\"`))
 	}
-	return plainScalar(s)
+	return plainScalar(s), nil
 }
 
 // plainScalar reads an unquoted scalar the way Python's literal_eval and

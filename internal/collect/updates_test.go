@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -37,19 +38,15 @@ func TestParseUpdatesValues(t *testing.T) {
 		{"s=", map[string]any{"s": ""}},
 		{"s=a=b", map[string]any{"s": "a=b"}},
 		{"s=text # not a comment", map[string]any{"s": "text # not a comment"}},
-		{"s=[1, 2", map[string]any{"s": "[1, 2"}},
-		{`s="a" b`, map[string]any{"s": `"a" b`}},
-		{"s=[1] x", map[string]any{"s": "[1] x"}},
-		{"s={a: 1} b", map[string]any{"s": "{a: 1} b"}},
-		{"s=[1] # c", map[string]any{"s": "[1] # c"}},
+		{`s='"[1, 2"'`, map[string]any{"s": `"[1, 2"`}},
+		{`s="[1, 2"`, map[string]any{"s": "[1, 2"}},
+		{"s=it's", map[string]any{"s": "it's"}},
 		{`s='it\'s "q"'`, map[string]any{"s": `it's "q"`}},
 		{`s="tab\there"`, map[string]any{"s": "tab\there"}},
-		{`s='a'b'`, map[string]any{"s": `'a'b'`}},
 		{"n=007.5", map[string]any{"n": 7.5}},
 		{"s=inf", map[string]any{"s": "inf"}},
 		{"s=yes", map[string]any{"s": "yes"}},
 		{"s=1.2.3", map[string]any{"s": "1.2.3"}},
-		{"s=[*a]", map[string]any{"s": "[*a]"}},
 		{"λ=1", map[string]any{"λ": int64(1)}},
 		{"with-dash=1", map[string]any{"with-dash": int64(1)}},
 	}
@@ -91,10 +88,30 @@ func TestParseUpdatesNestedMerge(t *testing.T) {
 	if upd["a"].(map[string]any)["b"] != int64(1) {
 		t.Fatal("config and updates share a nested map")
 	}
-	// A later scalar replaces an earlier mapping, as in Sacred.
-	_, upd, _, err = ParseUpdates([]string{"a.b=1", "a=3"})
-	if err != nil || !reflect.DeepEqual(upd, map[string]any{"a": int64(3)}) {
-		t.Fatalf("a.b=1 a=3: got %#v, %v", upd, err)
+	// Mappings merge whatever the order.
+	_, upd, _, err = ParseUpdates([]string{"f.h=2", "f={g: 1}"})
+	if err != nil || !reflect.DeepEqual(upd, map[string]any{"f": map[string]any{"g": int64(1), "h": int64(2)}}) {
+		t.Fatalf("f.h=2 f={g: 1}: got %#v, %v", upd, err)
+	}
+}
+
+// TestHardening23UpdateValueAndMappingConflict: a key set both to a value
+// and to a mapping is refused in either order
+// (issue 8 item 23: `a.b.c=1 a=2` was accepted and its reverse refused).
+func TestHardening23UpdateValueAndMappingConflict(t *testing.T) {
+	for _, toks := range [][]string{
+		{"a.b.c=1", "a=2"},
+		{"a=2", "a.b.c=1"},
+		{"a.b=1", "a=3"},
+		{"a={b: 1}", "a=3"},
+		{"a=3", "a={b: 1}"},
+		{"a.b=1", "a.b.c=2"},
+		{"a=null", "a.b=1"},
+	} {
+		_, _, _, err := ParseUpdates(toks)
+		if err == nil || !strings.Contains(err.Error(), "both to a value and to a mapping") || !strings.Contains(err.Error(), strconv.Quote(toks[1])) {
+			t.Errorf("ParseUpdates(%q): error %v, want a conflict naming %q", toks, err, toks[1])
+		}
 	}
 }
 
@@ -122,6 +139,16 @@ func TestParseUpdatesErrors(t *testing.T) {
 		{[]string{"debug"}, `"debug"`},
 		{[]string{filepath.Join(dir, "missing.json")}, "missing.json"},
 		{[]string{"a=1", "a.b=2"}, `"a.b=2"`},
+		{[]string{"nonexist.yaml"}, "nonexist.yaml does not exist"},
+		{[]string{"s=[1, 2"}, "not a complete list or mapping"},
+		{[]string{"a=[1,"}, `"a=[1,"`},
+		{[]string{`s="a" b`}, "not one quoted string"},
+		{[]string{"s=[1] x"}, "not a complete list"},
+		{[]string{"s={a: 1} b"}, "not a complete list"},
+		{[]string{"s=[1] # c"}, "not a complete list"},
+		{[]string{`s='a'b'`}, "not one quoted string"},
+		{[]string{"s=[*a]"}, "not a complete list"},
+		{[]string{".=1"}, `".=1"`},
 	}
 	for _, tt := range tests {
 		_, _, _, err := ParseUpdates(tt.toks)
@@ -195,31 +222,32 @@ func TestParseUpdatesBadConfigFiles(t *testing.T) {
 	}
 }
 
-func TestIsUpdateToken(t *testing.T) {
+func TestLooksLikeUpdate(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := writeFile(t, filepath.Join(dir, "c.yaml"), "a: 1\n")
 	script := writeFile(t, filepath.Join(dir, "train.py"), "print(1)\n")
-	if err := os.Mkdir(filepath.Join(dir, "d.json"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for tok, want := range map[string]bool{
 		"a=1":                         true,
 		"a.b.c=[1,2]":                 true,
 		" a = 1":                      true,
 		cfgFile:                       true,
+		"a..b=1":                      true, // malformed: refused by ParseUpdates, never run
+		"=x":                          true,
+		".=1":                         true,
+		"a b=1":                       true,
+		filepath.Join(dir, "no.yaml"): true,
+		"nonexist.yml":                true,
 		script:                        false,
 		"python3":                     false,
 		"--":                          false,
 		"--opt=1":                     false,
 		"./run.sh":                    false,
-		"a..b=1":                      false,
-		"=x":                          false,
-		filepath.Join(dir, "d.json"):  false,
-		filepath.Join(dir, "no.yaml"): false,
+		"./x=1":                       false,
+		"bin/tool=1":                  false,
 		"":                            false,
 	} {
-		if got := IsUpdateToken(tok); got != want {
-			t.Errorf("IsUpdateToken(%q) = %v, want %v", tok, got, want)
+		if got := LooksLikeUpdate(tok); got != want {
+			t.Errorf("LooksLikeUpdate(%q) = %v, want %v", tok, got, want)
 		}
 	}
 }
@@ -236,8 +264,8 @@ func FuzzParseUpdates(f *testing.F) {
 		if cfg == nil || upd == nil {
 			t.Fatal("nil maps without an error")
 		}
-		if IsUpdateToken(a) != true {
-			t.Fatalf("ParseUpdates accepted %q but IsUpdateToken refuses it", a)
+		if !LooksLikeUpdate(a) {
+			t.Fatalf("ParseUpdates accepted %q but LooksLikeUpdate refuses it", a)
 		}
 	})
 }

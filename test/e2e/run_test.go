@@ -392,7 +392,7 @@ func TestBadInvocations(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"run", "-F", "runs"}, 2, "no command given"},
-		{[]string{"run", "-t", "db", "--", "true"}, 2, "not available"},
+		{[]string{"run", "-t", "/dev/null", "--", "true"}, 1, "not a directory"},
 		{[]string{"run", "-C", "bogus", "--", "true"}, 2, "capture"},
 		{[]string{"run", "--bogus", "true"}, 2, "unknown flag"},
 		{[]string{"run", "-P", "high", "true"}, 2, "priority"},

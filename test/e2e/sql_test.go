@@ -19,7 +19,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sacred-go/sacred/pkg/observer"
-	sqlstore "github.com/sacred-go/sacred/pkg/observer/sql"
+	"github.com/sacred-go/sacred/pkg/observer/sqlstore"
 )
 
 // sqlURLs gives each SQL database a fresh URL for one test: an SQLite
@@ -71,7 +71,7 @@ func mysqlURL(t *testing.T) string {
 	if admin == "" {
 		admin = "mysql://root@127.0.0.1:3306/test"
 	}
-	c, err := sqlstore.ParseURL(admin)
+	c, err := sqlstore.ParseConfig(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,11 @@ func mysqlURL(t *testing.T) string {
 
 func readSQLRun(t *testing.T, url, id string) *observer.Run {
 	t.Helper()
-	r, err := sqlstore.OpenReader(context.Background(), url)
+	cfg, err := sqlstore.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sqlstore.Open(context.Background(), cfg, observer.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}

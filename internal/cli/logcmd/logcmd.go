@@ -12,15 +12,18 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sacred-go/sacred/internal/childapi"
+	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 )
 
-// Options are the parsed arguments of one `sacred log` call.
-type Options struct {
-	// Kind is metric, info, result, artifact or resource.
+// LogOptions are the parsed arguments of one `sacred log` call.
+type LogOptions struct {
+	// Kind is metric, info, result, artifact, resource or stream.
 	Kind string
 	// Args are the positional arguments after the kind.
 	Args []string
@@ -38,76 +41,89 @@ type Options struct {
 	Stdin io.Reader
 }
 
-// NewCmd returns the `log` command with its five subcommands.
-func NewCmd() *cobra.Command {
+// subcommand describes one `sacred log KIND`.
+type subcommand struct {
+	kind, use, short, long string
+	args                   []string // names of the positional arguments
+	flags                  func(*pflag.FlagSet, *LogOptions)
+}
+
+var subcommands = []subcommand{
+	{kind: "metric", use: "metric NAME VALUE [--step N]", short: "Log one point of a metric (step: last step + 1 unless given)", args: []string{"NAME", "VALUE"},
+		flags: func(fs *pflag.FlagSet, o *LogOptions) {
+			fs.Int64Var(&o.Step, "step", 0, "step `N` of the point, an integer >= 0")
+		}},
+	{kind: "info", use: "info KEY JSON", short: "Set info[KEY] (dotted: a.b.c) to a JSON value, e.g. '\"text\"' or '{\"a\": 1}'", args: []string{"KEY", "JSON"}},
+	{kind: "result", use: "result JSON", short: "Set the run's result to a JSON value", args: []string{"JSON"}},
+	{kind: "artifact", use: "artifact PATH [--name NAME]", short: "Store a file the run produced (copied now)", args: []string{"PATH"},
+		flags: func(fs *pflag.FlagSet, o *LogOptions) {
+			fs.StringVar(&o.Name, "name", "", "`NAME` in the run (default: the file's base name)")
+			fs.StringVar(&o.ContentType, "content-type", "", "MIME `TYPE` of the artifact")
+		}},
+	{kind: "resource", use: "resource PATH", short: "Record a file the run read (with its md5)", args: []string{"PATH"}},
+	{kind: "stream", use: "stream", short: "Forward JSON lines from stdin to the run (for languages without Unix sockets, e.g. R's pipe())",
+		long: "Forward protocol lines (see docs/child-api.md) from stdin to the run unchanged.\n" +
+			"At the end of input it returns once the run has processed every line.\n" +
+			"Bad lines are reported by the run on its stderr."},
+}
+
+// NewCmdLog returns the `log` command with its subcommands. runF sends
+// the message of complete options; nil means the real client. Tests pass
+// their own to inspect the options.
+func NewCmdLog(f *cmdutil.Factory, runF func(*LogOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = logRun
+	}
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Report a metric, info, result, artifact or resource to the current run",
 		Long: "Report to the sacred run this process is part of (through $SACRED_SOCKET).\n" +
 			"Each call returns once the run has processed the message, so a file\n" +
 			"reported as an artifact may be deleted right after.",
-		Args: cobra.NoArgs,
+		Args: cobra.ArbitraryArgs,
+		// A word that is no subcommand is a usage error, never the help
+		// on stdout: that stdout is usually a run's captured output.
+		RunE: cmdutil.UnknownSubcommand,
 	}
-	type sub struct {
-		use, short string
-		n          int
-		flags      func(*cobra.Command, *Options)
-	}
-	subs := []struct {
-		kind string
-		sub
-	}{
-		{"metric", sub{"metric NAME VALUE [--step N]", "Log one point of a metric (step: last step + 1 unless given)", 2, func(c *cobra.Command, o *Options) {
-			c.Flags().Int64Var(&o.Step, "step", 0, "step of the point, an integer >= 0")
-		}}},
-		{"info", sub{"info KEY JSON", "Set info[KEY] (dotted: a.b.c) to a JSON value, e.g. '\"text\"' or '{\"a\": 1}'", 2, nil}},
-		{"result", sub{"result JSON", "Set the run's result to a JSON value", 1, nil}},
-		{"artifact", sub{"artifact PATH [--name NAME]", "Store a file the run produced (copied now)", 1, func(c *cobra.Command, o *Options) {
-			c.Flags().StringVar(&o.Name, "name", "", "name in the run (default: the file's base name)")
-			c.Flags().StringVar(&o.ContentType, "content-type", "", "MIME type of the artifact")
-		}}},
-		{"resource", sub{"resource PATH", "Record a file the run read (with its md5)", 1, nil}},
-	}
-	for _, s := range subs {
-		o := &Options{Kind: s.kind}
+	for _, sc := range subcommands {
+		o := &LogOptions{Kind: sc.kind}
 		c := &cobra.Command{
-			Use:          s.use,
-			Short:        s.short,
-			Args:         cobra.ExactArgs(s.n),
-			SilenceUsage: true,
+			Use:   sc.use,
+			Short: sc.short,
+			Long:  sc.long,
+			Args:  exactArgs(sc.args),
 			RunE: func(c *cobra.Command, args []string) error {
 				o.Args = args
 				o.HasStep = c.Flags().Changed("step")
-				o.Socket = os.Getenv(childapi.EnvSocket)
-				return run(o)
+				o.Socket = f.Getenv(childapi.EnvSocket)
+				o.Stdin = f.IOStreams.In
+				return runF(o)
 			},
 		}
-		if s.flags != nil {
-			s.flags(c, o)
+		if sc.flags != nil {
+			sc.flags(c.Flags(), o)
 		}
 		cmd.AddCommand(c)
 	}
-	so := &Options{Kind: "stream"}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "stream",
-		Short: "Forward JSON lines from stdin to the run (for languages without Unix sockets, e.g. R's pipe())",
-		Long: "Forward protocol lines (see docs/child-api.md) from stdin to the run unchanged.\n" +
-			"At the end of input it returns once the run has processed every line.\n" +
-			"Bad lines are reported by the run on its stderr.",
-		Args:         cobra.NoArgs,
-		SilenceUsage: true,
-		RunE: func(c *cobra.Command, _ []string) error {
-			so.Socket = os.Getenv(childapi.EnvSocket)
-			so.Stdin = c.InOrStdin()
-			return run(so)
-		},
-	})
 	return cmd
+}
+
+// exactArgs asks for the named arguments, as a usage error.
+func exactArgs(names []string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) == len(names) {
+			return nil
+		}
+		if len(names) == 0 {
+			return cmdutil.FlagErrorf("%s takes no arguments, got %q", c.CommandPath(), args)
+		}
+		return cmdutil.FlagErrorf("%s needs %s, got %d argument(s)", c.CommandPath(), strings.Join(names, " "), len(args))
+	}
 }
 
 // message builds the protocol message for opts, checking it as the server
 // would, so that a script gets its error (and exit status 1) right here.
-func message(o *Options) (map[string]any, error) {
+func message(o *LogOptions) (map[string]any, error) {
 	switch o.Kind {
 	case "metric":
 		name, val := o.Args[0], o.Args[1]
@@ -187,7 +203,9 @@ func absPath(cwd, p string) (string, error) {
 	return filepath.Join(cwd, p), nil
 }
 
-func run(o *Options) error {
+// logRun sends the message of o to the run and waits until it was
+// processed.
+func logRun(o *LogOptions) error {
 	if o.Kind == "stream" {
 		return stream(o)
 	}
@@ -211,7 +229,7 @@ func run(o *Options) error {
 
 // stream copies stdin to the socket as it comes (no line buffering, so a
 // long-running producer's metrics reach the run's heartbeats in time).
-func stream(o *Options) error {
+func stream(o *LogOptions) error {
 	if o.Socket == "" {
 		return childapi.ErrNotInRun
 	}

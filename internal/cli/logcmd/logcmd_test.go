@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -16,41 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sacred-go/sacred/internal/childapi"
+	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
-
-// The test binary doubles as `sacred` (with only the log command) so that
-// shell scripts can call `sacred log` as a real process.
-const asMain = "SACRED_LOGCMD_TEST_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(asMain) == "1" {
-		root := &cobra.Command{Use: "sacred", SilenceUsage: true, SilenceErrors: true}
-		root.AddCommand(NewCmd())
-		if err := root.Execute(); err != nil {
-			fmt.Fprintf(os.Stderr, "sacred: %v\n", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// binDir returns a directory holding an executable `sacred` that runs this
-// test binary as the log command.
-func binDir(t testing.TB) string {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sh := fmt.Sprintf("#!/bin/sh\n%s=1 exec '%s' \"$@\"\n", asMain, self)
-	if err := os.WriteFile(filepath.Join(dir, "sacred"), []byte(sh), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -121,7 +88,7 @@ func TestRunEveryKind(t *testing.T) {
 	r := newRun(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "model.pt"), []byte("w"), 0o644)
-	for _, o := range []*Options{
+	for _, o := range []*LogOptions{
 		{Kind: "metric", Args: []string{"loss", "0.5"}},
 		{Kind: "metric", Args: []string{"loss", "0.25"}, Step: 10, HasStep: true},
 		{Kind: "metric", Args: []string{"loss", "1e-3"}},
@@ -131,7 +98,7 @@ func TestRunEveryKind(t *testing.T) {
 		{Kind: "resource", Args: []string{filepath.Join(dir, "model.pt")}},
 	} {
 		o.Socket = r.s.Path()
-		if err := run(o); err != nil {
+		if err := logRun(o); err != nil {
 			t.Fatalf("%s %v: %v", o.Kind, o.Args, err)
 		}
 	}
@@ -161,24 +128,24 @@ func TestRunRefusesBadArguments(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "f.txt"), nil, 0o644)
 	for _, tc := range []struct {
-		o    Options
+		o    LogOptions
 		want string
 	}{
-		{Options{Kind: "metric", Args: []string{"loss", "abc"}}, `VALUE "abc" is not a finite number`},
-		{Options{Kind: "metric", Args: []string{"loss", "NaN"}}, `VALUE "NaN" is not a finite number`},
-		{Options{Kind: "metric", Args: []string{"loss", "inf"}}, `VALUE "inf" is not a finite number`},
-		{Options{Kind: "metric", Args: []string{"", "1"}}, "NAME is empty"},
-		{Options{Kind: "metric", Args: []string{"loss", "1"}, Step: -2, HasStep: true}, "--step -2 is negative"},
-		{Options{Kind: "info", Args: []string{"k", "hello"}}, `is not JSON; quote strings, e.g. '"hello"'`},
-		{Options{Kind: "result", Args: []string{"{"}}, "is not JSON"},
-		{Options{Kind: "artifact", Args: []string{"nope.pt"}, Cwd: dir}, "nope.pt does not exist"},
-		{Options{Kind: "artifact", Args: []string{dir}}, "is not a regular file"},
-		{Options{Kind: "artifact", Args: []string{"f.txt"}, Cwd: dir, Name: "../x"}, "escapes the run directory"},
-		{Options{Kind: "artifact", Args: []string{"f.txt"}, Cwd: dir, Name: "/x"}, "is absolute"},
-		{Options{Kind: "resource", Args: []string{"/no/such"}}, "/no/such does not exist"},
+		{LogOptions{Kind: "metric", Args: []string{"loss", "abc"}}, `VALUE "abc" is not a finite number`},
+		{LogOptions{Kind: "metric", Args: []string{"loss", "NaN"}}, `VALUE "NaN" is not a finite number`},
+		{LogOptions{Kind: "metric", Args: []string{"loss", "inf"}}, `VALUE "inf" is not a finite number`},
+		{LogOptions{Kind: "metric", Args: []string{"", "1"}}, "NAME is empty"},
+		{LogOptions{Kind: "metric", Args: []string{"loss", "1"}, Step: -2, HasStep: true}, "--step -2 is negative"},
+		{LogOptions{Kind: "info", Args: []string{"k", "hello"}}, `is not JSON; quote strings, e.g. '"hello"'`},
+		{LogOptions{Kind: "result", Args: []string{"{"}}, "is not JSON"},
+		{LogOptions{Kind: "artifact", Args: []string{"nope.pt"}, Cwd: dir}, "nope.pt does not exist"},
+		{LogOptions{Kind: "artifact", Args: []string{dir}}, "is not a regular file"},
+		{LogOptions{Kind: "artifact", Args: []string{"f.txt"}, Cwd: dir, Name: "../x"}, "escapes the run directory"},
+		{LogOptions{Kind: "artifact", Args: []string{"f.txt"}, Cwd: dir, Name: "/x"}, "is absolute"},
+		{LogOptions{Kind: "resource", Args: []string{"/no/such"}}, "/no/such does not exist"},
 	} {
 		tc.o.Socket = r.s.Path()
-		if err := run(&tc.o); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+		if err := logRun(&tc.o); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s %v: error %v, want one line with %q", tc.o.Kind, tc.o.Args, err, tc.want)
 		}
 	}
@@ -188,58 +155,65 @@ func TestRunRefusesBadArguments(t *testing.T) {
 }
 
 func TestRunOutsideARun(t *testing.T) {
-	err := run(&Options{Kind: "metric", Args: []string{"loss", "1"}})
+	err := logRun(&LogOptions{Kind: "metric", Args: []string{"loss", "1"}})
 	if err != childapi.ErrNotInRun {
 		t.Errorf("error %v", err)
 	}
-	err = run(&Options{Kind: "metric", Args: []string{"loss", "1"}, Socket: filepath.Join(t.TempDir(), "gone")})
+	err = logRun(&LogOptions{Kind: "metric", Args: []string{"loss", "1"}, Socket: filepath.Join(t.TempDir(), "gone")})
 	if err == nil || !strings.Contains(err.Error(), "has it ended?") {
 		t.Errorf("error %v", err)
 	}
 }
 
-func shell(t *testing.T, r *fakeRun, bin, dir, script string) (string, error) {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Dir = dir
-	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
-	if r != nil {
-		env = append(env, r.s.Env())
-	}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "PATH=") && !strings.HasPrefix(e, childapi.EnvSocket+"=") {
-			env = append(env, e)
-		}
-	}
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// sacred runs `sacred log ARGS...` in-process with env as its environment
+// and returns the exit status and what it printed, as the program would.
+func sacred(env []string, stdin string, args ...string) (code int, stdout, stderr string) {
+	f := cmdutil.NewTest(env, "")
+	f.IOStreams.In = strings.NewReader(stdin)
+	root := &cobra.Command{Use: "sacred", SilenceUsage: true, SilenceErrors: true}
+	root.SetFlagErrorFunc(cmdutil.FlagErrorFunc)
+	root.AddCommand(NewCmdLog(f, nil))
+	root.SetArgs(append([]string{"log"}, args...))
+	var out, errOut strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	cmd, err := root.ExecuteC()
+	code = cmdutil.HandleError(&errOut, cmd, err)
+	return code, out.String() + f.IOStreams.Out.(*bytes.Buffer).String(), errOut.String()
 }
 
-func TestShellScript(t *testing.T) {
-	bin := binDir(t)
+// The command line of every kind, as a shell script would call it, sent
+// to a run.
+func TestCommands(t *testing.T) {
 	r := newRun(t)
 	dir := t.TempDir()
-	script := `set -e
-printf 'x,y\n1,2\n' > data.csv
-sacred log resource data.csv
-mkdir sub && cd sub
-for i in 1 2 3; do sacred log metric loss "0.$i"; done
-sacred log metric acc 0.5 --step 7
-sacred log metric acc 0.75
-echo original > model.bin
-sacred log artifact model.bin --name model.bin
-echo changed > model.bin   # the copy was taken before sacred log returned
-rm model.bin
-sacred log info host.name '"sh"'
-sacred log info counts '{"a": 1}'
-sacred log result 0.75
-printf '%s\n' '{"kind": "metric", "name": "loss", "value": 0.4}' '{"kind": "info", "key": "via", "value": "stream"}' | sacred log stream
-printf '{"kind": "metric", "name": "loss", "value": 0.5}' | sacred log stream
-`
-	if out, err := shell(t, r, bin, dir, script); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	t.Chdir(dir)
+	env := []string{r.s.Env()}
+	call := func(stdin string, args ...string) {
+		t.Helper()
+		if code, out, errOut := sacred(env, stdin, args...); code != 0 || out != "" || errOut != "" {
+			t.Fatalf("sacred log %q: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
 	}
+	os.WriteFile("data.csv", []byte("x,y\n1,2\n"), 0o644)
+	call("", "resource", "data.csv")
+	os.Mkdir("sub", 0o755)
+	t.Chdir(filepath.Join(dir, "sub"))
+	for _, v := range []string{"0.1", "0.2", "0.3"} {
+		call("", "metric", "loss", v)
+	}
+	call("", "metric", "acc", "0.5", "--step", "7")
+	call("", "metric", "acc", "0.75")
+	os.WriteFile("model.bin", []byte("original\n"), 0o644)
+	call("", "artifact", "model.bin", "--name", "model.bin")
+	os.WriteFile("model.bin", []byte("changed\n"), 0o644) // the copy was taken before sacred log returned
+	os.Remove("model.bin")
+	call("", "info", "host.name", `"sh"`)
+	call("", "info", "counts", `{"a": 1}`)
+	call("", "result", "0.75")
+	call(`{"kind": "metric", "name": "loss", "value": 0.4}`+"\n"+`{"kind": "info", "key": "via", "value": "stream"}`+"\n", "stream")
+	call(`{"kind": "metric", "name": "loss", "value": 0.5}`, "stream")
+
 	ms := r.s.DrainMetrics()
 	if got := steps(ms, "loss"); !reflect.DeepEqual(got, []int64{0, 1, 2, 3, 4}) {
 		t.Errorf("loss steps %v", got)
@@ -266,36 +240,68 @@ printf '{"kind": "metric", "name": "loss", "value": 0.5}' | sacred log stream
 	}
 }
 
-func TestShellErrors(t *testing.T) {
-	bin := binDir(t)
-	dir := t.TempDir()
-	out, err := shell(t, nil, bin, dir, "sacred log metric loss 0.3")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("outside a run: %v\n%s", err, out)
-	}
-	if out != "sacred: "+childapi.ErrNotInRun.Error()+"\n" {
-		t.Errorf("outside a run: output %q, want one clear line", out)
+func TestCommandErrors(t *testing.T) {
+	code, out, errOut := sacred(nil, "", "metric", "loss", "0.3")
+	if code != 1 || out != "" || errOut != "sacred: "+childapi.ErrNotInRun.Error()+"\n" {
+		t.Errorf("outside a run: exit %d, stdout %q, stderr %q; want 1 and one clear line", code, out, errOut)
 	}
 	r := newRun(t)
-	out, err = shell(t, r, bin, dir, "sacred log metric loss fast")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || strings.Count(out, "\n") != 1 || !strings.Contains(out, "not a finite number") {
-		t.Errorf("bad value: %v %q", err, out)
+	env := []string{r.s.Env()}
+	code, out, errOut = sacred(env, "", "metric", "loss", "fast")
+	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "not a finite number") {
+		t.Errorf("bad value: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"metric", "loss"}, "sacred log metric needs NAME VALUE, got 1 argument(s)"},
+		{[]string{"stream", "x"}, "takes no arguments"},
+		{[]string{"metric", "loss", "1", "--step", "x"}, `--step "x"`},
+		{[]string{}, "sacred log needs a subcommand: artifact, info, metric, resource, result, stream"},
+	} {
+		code, out, errOut := sacred(env, "", tc.args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.mention) || !strings.Contains(errOut, "Run 'sacred log") {
+			t.Errorf("sacred log %q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errOut, tc.mention)
+		}
+	}
+	if ms := r.s.DrainMetrics(); len(ms) != 0 {
+		t.Errorf("refused calls sent %+v", ms)
 	}
 }
 
-// Eight shell processes call `sacred log` at once.
-func TestShellConcurrent(t *testing.T) {
-	bin := binDir(t)
+// TestHardening24UnknownSubcommand: a misspelt kind exits 2 with a
+// suggestion on stderr, and prints nothing on stdout (which is usually the
+// run's captured output).
+func TestHardening24UnknownSubcommand(t *testing.T) {
 	r := newRun(t)
-	const procs, n = 8, 25
+	code, out, errOut := sacred([]string{r.s.Env()}, "", "metrc", "loss", "0.3")
+	if code != 2 || out != "" || !strings.Contains(errOut, `unknown command "metrc" for "sacred log"; did you mean metric?`) {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if strings.Contains(errOut, "Usage:") || strings.Count(errOut, "\n") != 2 {
+		t.Errorf("want the error and a hint, not the help: %q", errOut)
+	}
+	if ms := r.s.DrainMetrics(); len(ms) != 0 {
+		t.Errorf("a misspelt call sent %+v", ms)
+	}
+}
+
+// Eight callers use `sacred log` at once.
+func TestConcurrentCalls(t *testing.T) {
+	r := newRun(t)
+	env := []string{r.s.Env()}
+	const callers, n = 8, 25
 	var wg sync.WaitGroup
-	for i := range procs {
+	for i := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			script := fmt.Sprintf("set -e; j=0; while [ $j -lt %d ]; do sacred log metric c%d $j; j=$((j+1)); done", n, i)
-			if out, err := shell(t, r, bin, t.TempDir(), script); err != nil {
-				t.Errorf("%v\n%s", err, out)
+			for j := range n {
+				if code, _, errOut := sacred(env, "", "metric", fmt.Sprintf("c%d", i), fmt.Sprint(j)); code != 0 {
+					t.Errorf("exit %d: %s", code, errOut)
+					return
+				}
 			}
 		}()
 	}
@@ -309,7 +315,7 @@ func TestShellConcurrent(t *testing.T) {
 			got[s.Name] = append(got[s.Name], p.Value)
 		}
 	}
-	for i := range procs {
+	for i := range callers {
 		vals := got[fmt.Sprintf("c%d", i)]
 		if len(vals) != n {
 			t.Errorf("c%d: %d points, want %d", i, len(vals), n)
@@ -324,25 +330,17 @@ func TestShellConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkSacredLogPerPoint is the cost of one `sacred log metric` call:
-// a process start, a connection and the wait for the run to process it.
-func BenchmarkSacredLogPerPoint(b *testing.B) {
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin := self
-	if p := os.Getenv("SACRED_BIN"); p != "" { // the real binary, when built
-		bin = p
-	}
+// BenchmarkLogMetricCommand is the in-process cost of one `sacred log
+// metric` call: building the command, parsing, connecting and waiting
+// for the run to process the point (no process start; see
+// test/e2e BenchmarkHardening38SacredLogMetric for the whole call).
+func BenchmarkLogMetricCommand(b *testing.B) {
 	r := newRun(b)
-	env := append(os.Environ(), r.s.Env(), asMain+"=1")
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(bin, "log", "metric", "loss", "0.5")
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("%v\n%s", err, out)
+	env := []string{r.s.Env()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if code, _, errOut := sacred(env, "", "metric", "loss", "0.5"); code != 0 {
+			b.Fatalf("exit %d: %s", code, errOut)
 		}
 	}
 	b.StopTimer()

@@ -548,6 +548,10 @@ func TestKeptDataIsACopy(t *testing.T) {
 
 // TestPendingRaceFree reads Pending from another goroutine while calls
 // fail and recover; run with -race.
+// TestPendingRaceFree reads Pending from another goroutine while the
+// decorator works (the race detector checks the reads), and checks in the
+// caller's goroutine that Pending tells the points a down store did not
+// take.
 func TestPendingRaceFree(t *testing.T) {
 	fl := newFlaky(&recorder{}, 0)
 	clock := newFakeClock()
@@ -555,7 +559,6 @@ func TestPendingRaceFree(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	var seen Pending
 	go func() {
 		defer wg.Done()
 		for {
@@ -564,26 +567,30 @@ func TestPendingRaceFree(t *testing.T) {
 				return
 			default:
 			}
-			if p := w.Pending(); p.Points > seen.Points {
-				seen = p
-			}
+			_ = w.Pending().String()
 		}
 	}()
 	ctx := context.Background()
 	b := observertest.NewBeats()
+	sawPending := false
 	for i := range 200 {
-		fl.setDown(i%50 < 25, "log_metrics", "heartbeat", "resource")
+		down := i%50 < 25
+		fl.setDown(down, "log_metrics", "heartbeat", "resource")
 		w.LogMetrics(ctx, &observer.MetricsEvent{Metrics: []observer.MetricSeries{{Name: "m", Points: make([]observer.MetricPoint, 2)}}})
+		if p := w.Pending(); down && p.Points == 0 {
+			t.Fatalf("beat %d: the store is down but Pending says no point waits", i)
+		} else if p.Points > 0 {
+			sawPending = true
+		}
 		b.Out.Append([]byte("x"))
 		w.Heartbeat(ctx, b.Next(clock.now(), map[string]any{"i": i}))
 		w.Resource(ctx, &observer.ResourceEvent{Path: fmt.Sprint(i)})
-		_ = w.Pending().String()
 		clock.advance(time.Second)
 	}
 	close(stop)
 	wg.Wait()
-	if seen.Points == 0 {
-		t.Error("the reader never saw a pending point")
+	if !sawPending {
+		t.Error("Pending never told a waiting point")
 	}
 }
 

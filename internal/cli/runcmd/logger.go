@@ -1,0 +1,65 @@
+package runcmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// logger prints the wrapper's own messages on stderr, filtered by -l.
+type logger struct {
+	w     io.Writer
+	level int
+}
+
+const (
+	levelDebug = 10
+	levelInfo  = 20
+	levelWarn  = 30
+	levelError = 40
+)
+
+func (o *RunOptions) logger() *logger {
+	var w io.Writer = os.Stderr
+	if o.Stderr != nil {
+		w = o.Stderr
+	} else if o.IO != nil {
+		w = o.IO.ErrOut
+	}
+	return &logger{w: w, level: levelOf(o.LogLevel, o.Debug)}
+}
+
+func levelOf(s string, debug bool) int {
+	if debug {
+		return levelDebug
+	}
+	switch strings.ToLower(s) {
+	case "debug", "10":
+		return levelDebug
+	case "warning", "warn", "30":
+		return levelWarn
+	case "error", "40":
+		return levelError
+	}
+	return levelInfo
+}
+
+func (l *logger) logf(level int, prefix, format string, args ...any) {
+	if level >= l.level {
+		fmt.Fprintf(l.w, "sacred: "+prefix+format+"\n", args...)
+	}
+}
+func (l *logger) debugf(format string, args ...any) { l.logf(levelDebug, "debug: ", format, args...) }
+func (l *logger) infof(format string, args ...any)  { l.logf(levelInfo, "", format, args...) }
+func (l *logger) warnf(format string, args ...any)  { l.logf(levelWarn, "", format, args...) }
+func (l *logger) errorf(format string, args ...any) { l.logf(levelError, "", format, args...) }
+
+// infoWriter is where the runner's informational lines go: stderr at info
+// level and below, nowhere above.
+func (l *logger) infoWriter() io.Writer {
+	if l.level <= levelInfo {
+		return l.w
+	}
+	return io.Discard
+}
