@@ -10,9 +10,6 @@ import (
 	"strings"
 
 	"cloud.google.com/go/auth/credentials"
-	"cloud.google.com/go/storage"
-	"google.golang.org/api/googleapi"
-	"google.golang.org/api/option"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/file/layout/blob"
@@ -23,16 +20,21 @@ import (
 // credentials.
 const EnvEmulator = "STORAGE_EMULATOR_HOST"
 
+// DefaultEndpoint is Cloud Storage's JSON API.
+const DefaultEndpoint = "https://storage.googleapis.com"
+
+// scopeReadWrite is the OAuth scope the observer asks for: read, write
+// and delete objects.
+const scopeReadWrite = "https://www.googleapis.com/auth/devstorage.read_write"
+
 // Observer writes one run into gs://BUCKET/PREFIX/<id>/ (see package blob).
 type Observer struct {
 	*blob.Observer
-	client *storage.Client
 }
 
 // Reader reads runs back from gs://BUCKET/PREFIX.
 type Reader struct {
 	*blob.Reader
-	client *storage.Client
 }
 
 // New finds the credentials, checks that the bucket can be listed with
@@ -51,19 +53,9 @@ func New(ctx context.Context, cfg *Config, s observer.Settings) (*Observer, erro
 		Warn:   s.Warner(),
 	})
 	if err != nil {
-		b.client.Close()
 		return nil, err
 	}
-	return &Observer{Observer: o, client: b.client}, nil
-}
-
-// Close releases the client.
-func (o *Observer) Close(ctx context.Context) error {
-	err := o.Observer.Close(ctx)
-	if cerr := o.client.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("GCS: closing the client: %w", cerr)
-	}
-	return err
+	return &Observer{o}, nil
 }
 
 // Open returns a reader over gs://BUCKET/PREFIX.
@@ -72,58 +64,44 @@ func Open(ctx context.Context, cfg *Config, s observer.Settings) (*Reader, error
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{Reader: blob.NewReader(b, cfg.Prefix, "GCS"), client: b.client}, nil
+	return &Reader{blob.NewReader(b, cfg.Prefix, "GCS")}, nil
 }
 
-// Close releases the client.
-func (r *Reader) Close() error { return r.client.Close() }
-
-// connect builds the client and checks the bucket.
+// connect finds the endpoint and the credentials and checks the bucket.
+// With STORAGE_EMULATOR_HOST (and no --gcs-endpoint) requests go to the
+// emulator without credentials, as Google's libraries do.
 func connect(ctx context.Context, cfg *Config, s observer.Settings) (*bucket, error) {
-	var opts []option.ClientOption
-	where := "Cloud Storage"
-	endpoint := s.Flag(FlagEndpoint)
-	if endpoint != "" {
-		u, err := url.Parse(endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("GCS: --%s must be an http:// or https:// URL, e.g. https://storage.example.com", FlagEndpoint)
-		}
-		if u.User != nil || u.RawQuery != "" {
-			return nil, fmt.Errorf("GCS: --%s must not hold credentials or a query", FlagEndpoint)
-		}
-		if u.Path == "" || u.Path == "/" {
-			u.Path = "/storage/v1/"
-		}
-		where = u.Host
-		opts = append(opts, option.WithEndpoint(u.String()), storage.WithJSONReads())
+	a := &api{hc: &http.Client{}, base: DefaultEndpoint}
+	endpoint, emulator := s.Flag(FlagEndpoint), false
+	if endpoint == "" {
+		endpoint, emulator = os.Getenv(EnvEmulator), true
 	}
-	if host := os.Getenv(EnvEmulator); host != "" && endpoint == "" {
-		// The library talks to the emulator without credentials.
-		where = strings.TrimPrefix(strings.TrimPrefix(host, "http://"), "https://")
-	} else {
-		creds, err := credentials.DetectDefault(&credentials.DetectOptions{
-			Scopes: []string{storage.ScopeReadWrite},
-		})
+	if endpoint != "" {
+		base, err := endpointURL(endpoint)
+		if err != nil {
+			what := "--" + FlagEndpoint
+			if emulator {
+				what = EnvEmulator
+			}
+			return nil, fmt.Errorf("GCS: %s %s, e.g. http://127.0.0.1:4443", what, err)
+		}
+		a.base = base
+	}
+	if !emulator || endpoint == "" {
+		creds, err := credentials.DetectDefault(&credentials.DetectOptions{Scopes: []string{scopeReadWrite}})
 		if err == nil {
-			// Fetch a token now, so that missing or broken credentials
-			// are reported before the run starts, not at its first write.
+			// A token now, so that missing or broken credentials are
+			// reported before the run starts, not at its first write.
 			_, err = creds.Token(ctx)
 		}
 		if err != nil {
 			return nil, credentialsError(ctx, err)
 		}
-		opts = append(opts, option.WithAuthCredentials(creds))
+		a.creds = creds
 	}
-	client, err := storage.NewClient(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("GCS: %s", oneLine(err))
-	}
-	// The retry decorator around every observer retries; the library's
-	// own retries would only stretch each call past its timeout.
-	client.SetRetry(storage.WithPolicy(storage.RetryNever))
-	b := &bucket{client: client, h: client.Bucket(cfg.Bucket)}
-	if err := b.check(ctx, cfg.Prefix); err != nil {
-		client.Close()
+	where := strings.TrimPrefix(strings.TrimPrefix(a.base, "https://"), "http://")
+	b := &bucket{a: a, name: cfg.Bucket}
+	if _, _, err := a.list(ctx, cfg.Bucket, cfg.Prefix, "", 1); err != nil {
 		return nil, explain(err, cfg.Bucket, where)
 	}
 	return b, nil
@@ -145,9 +123,9 @@ func credentialsError(ctx context.Context, err error) error {
 }
 
 // cause is an error's message in one line and short: the libraries'
-// messages can quote whole URLs, responses and parser states. A failed
-// request is said as "cannot reach HOST: <the system's words>", anything
-// else by its first sentence.
+// messages can quote whole URLs, responses and parser states. A request
+// that got no answer is said as "cannot reach HOST: <the system's
+// words>", anything else by its first sentence.
 func cause(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -180,20 +158,17 @@ func innermost(err error) error {
 
 // explain turns the error of the first request into one line.
 func explain(err error, bucketName, where string) error {
-	var ge *googleapi.Error
-	switch {
-	case errors.Is(err, storage.ErrBucketNotExist):
+	switch statusOf(err) {
+	case 0:
+		return fmt.Errorf("GCS: cannot reach %s: %s", where, oneLine(innermost(err)))
+	case http.StatusNotFound:
 		return fmt.Errorf("GCS: bucket %q does not exist at %s (create it first: gcloud storage buckets create gs://%s)", bucketName, where, bucketName)
-	case errors.As(err, &ge) && ge.Code == http.StatusNotFound:
-		return fmt.Errorf("GCS: bucket %q does not exist at %s (create it first: gcloud storage buckets create gs://%s)", bucketName, where, bucketName)
-	case errors.As(err, &ge) && ge.Code == http.StatusForbidden:
+	case http.StatusForbidden:
 		return fmt.Errorf("GCS: access to bucket %q denied: the credentials need storage.objects.list, get, create and delete on it (role Storage Object User)", bucketName)
-	case errors.As(err, &ge) && ge.Code == http.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		return errors.New("GCS: the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`")
-	case errors.As(err, &ge):
-		return fmt.Errorf("GCS: bucket %q at %s: %s", bucketName, where, cause(err))
 	}
-	return fmt.Errorf("GCS: cannot reach %s: %s", where, oneLine(innermost(err)))
+	return fmt.Errorf("GCS: bucket %q at %s: %s", bucketName, where, cause(err))
 }
 
 func oneLine(err error) string {
