@@ -91,13 +91,17 @@ func connect(ctx context.Context, cfg *Config, s observer.Settings, create bool)
 			return nil, err
 		}
 	}
+	// Path style when asked, and always with a custom endpoint: most
+	// S3-compatible stores need it, and all of them take it. (The CLI
+	// hands a boolean flag over as "false" when it was not given, so
+	// "false" cannot turn it off again.)
 	pathStyle := endpoint != ""
 	if v := s.Flag(FlagPathStyle); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return nil, fmt.Errorf("S3: --%s %q is not true or false", FlagPathStyle, v)
 		}
-		pathStyle = b
+		pathStyle = pathStyle || b
 	}
 	if awsCfg.Region == "" {
 		if endpoint == "" {
