@@ -99,15 +99,21 @@ func (g *GCS) Object(bucket, key string) ([]byte, error) {
 
 // Keys lists the object names under prefix.
 func (g *GCS) Keys(bucket, prefix string) ([]string, error) {
-	objs, _, err := g.fake.ListObjectsWithOptions(bucket, fakestorage.ListOptions{Prefix: prefix})
-	if err != nil {
-		return nil, err
-	}
 	var keys []string
-	for _, o := range objs {
-		keys = append(keys, o.Name)
+	opts := fakestorage.ListOptions{Prefix: prefix}
+	for {
+		page, err := g.fake.ListObjectsWithOptionsPaginated(bucket, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Objects {
+			keys = append(keys, o.Name)
+		}
+		if page.NextPageToken == "" {
+			return keys, nil
+		}
+		opts.PageToken = page.NextPageToken
 	}
-	return keys, nil
 }
 
 // Uploaded is the number of request body bytes of every upload so far.

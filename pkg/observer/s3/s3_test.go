@@ -27,8 +27,10 @@ func server(t *testing.T) *testserver.S3 {
 	return srv
 }
 
+// flags are the kind's flags as the CLI hands them over: an unset
+// boolean comes as "false".
 func flags(srv *testserver.S3) map[string]string {
-	return map[string]string{FlagEndpoint: srv.URL()}
+	return map[string]string{FlagEndpoint: srv.URL(), FlagPathStyle: "false", FlagCreateBucket: "false"}
 }
 
 func open(t *testing.T, value string, fl map[string]string) (*Observer, error) {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 )
 
@@ -18,7 +17,6 @@ import (
 type dirBucket struct {
 	root      string
 	minAppend int64 // < 0: no Append
-	mu        sync.Mutex
 	broken    atomic.Bool
 	putBytes  atomic.Int64 // bytes sent by Put and Append
 	appends   atomic.Int64
