@@ -30,7 +30,8 @@ type GCS struct {
 
 	mu       sync.Mutex
 	srv      *http.Server
-	uploaded atomic.Int64 // request body bytes of uploads
+	uploaded atomic.Int64  // request body bytes of uploads
+	stalled  chan struct{} // non-nil: requests wait until it is closed
 }
 
 // NewGCS starts a Cloud Storage server on 127.0.0.1 with a port chosen by
@@ -116,6 +117,11 @@ func (g *GCS) Keys(bucket, prefix string) ([]string, error) {
 	}
 }
 
+// Stall makes every request but bucket listings hang until resume is
+// called (or the client gives up), to check that calls honour their
+// context; an observer (whose New lists the bucket) can still be opened.
+func (g *GCS) Stall() (resume func()) { return stall(&g.mu, &g.stalled) }
+
 // Uploaded is the number of request body bytes of every upload so far.
 func (g *GCS) Uploaded() int64 { return g.uploaded.Load() }
 
@@ -166,6 +172,10 @@ func (g *GCS) Stop() {
 
 func (g *GCS) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		listing := r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/storage/v1/b/") && strings.HasSuffix(r.URL.Path, "/o")
+		if !listing && !waitStall(&g.mu, &g.stalled, r) {
+			return
+		}
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
 		if write && g.ReadOnly.Load() {
 			w.Header().Set("Content-Type", "application/json")

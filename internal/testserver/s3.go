@@ -55,6 +55,7 @@ type S3 struct {
 	mu      sync.Mutex
 	srv     *http.Server
 	written map[string]int64 // request body bytes of writes, by key
+	stalled chan struct{}    // non-nil: requests wait until it is closed
 }
 
 // NewS3 starts an S3 server on 127.0.0.1 with a port chosen by the OS; it
@@ -157,6 +158,12 @@ func (s *S3) Stop() {
 	}
 }
 
+// Stall makes every request on an object hang until resume is called (or
+// the client gives up), to check that calls honour their context. Bucket
+// listings still answer, so that an observer (whose New lists the bucket)
+// can be opened meanwhile.
+func (s *S3) Stall() (resume func()) { return stall(&s.mu, &s.stalled) }
+
 // Open opens an object stored in the server.
 func (s *S3) Open(bucket, key string) (io.ReadCloser, error) {
 	obj, err := s.backend.GetObject(bucket, key, nil)
@@ -201,6 +208,10 @@ func (c countingBody) Read(p []byte) (int, error) {
 
 func (s *S3) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if key != "" && !waitStall(&s.mu, &s.stalled, r) {
+			return
+		}
 		if code, msg, region := s.checkAuth(r); code != "" {
 			status := http.StatusForbidden
 			if code == "AuthorizationHeaderMalformed" {
@@ -338,4 +349,40 @@ func writeS3Error(w http.ResponseWriter, status int, code, msg, region string) {
 		Region    string   `xml:"Region,omitempty"`
 		RequestID string   `xml:"RequestId"`
 	}{Code: code, Message: msg, Region: region, RequestID: "sacred-test"})
+}
+
+// stall sets *ch to a new channel and returns the func that closes it.
+func stall(mu *sync.Mutex, ch *chan struct{}) func() {
+	c := make(chan struct{})
+	mu.Lock()
+	*ch = c
+	mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			mu.Lock()
+			if *ch == c {
+				*ch = nil
+			}
+			mu.Unlock()
+			close(c)
+		})
+	}
+}
+
+// waitStall holds a request while the server is stalled; false when the
+// client went away meanwhile.
+func waitStall(mu *sync.Mutex, ch *chan struct{}, r *http.Request) bool {
+	mu.Lock()
+	c := *ch
+	mu.Unlock()
+	if c == nil {
+		return true
+	}
+	select {
+	case <-c:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }

@@ -17,13 +17,15 @@ const (
 	singleShot = 16 << 20
 	// chunkSize is the chunk of a resumable upload (a multiple of 256
 	// KiB), streamed from its file: nothing is buffered.
-	chunkSize = 16 << 20
+	chunkSize = 64 << 20
 	// minAppend: below this size cout.txt is rewritten whole (one request)
 	// rather than appended to (three: the new bytes, compose, delete).
 	minAppend = 256 << 10
 	// cleanupTimeout bounds the removal of an append's temporary object,
-	// which runs even when the call's own context is done.
-	cleanupTimeout = 10 * time.Second
+	// which runs even when the call's own context is done: briefly, so
+	// that a cancelled call still returns at once (the next append
+	// replaces what is left).
+	cleanupTimeout = 2 * time.Second
 )
 
 // bucket is a blob.Bucket and blob.Appender over one Cloud Storage bucket.

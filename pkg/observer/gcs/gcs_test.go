@@ -51,7 +51,8 @@ func open(t *testing.T, value string) *Observer {
 func TestConformance(t *testing.T) {
 	srv := server(t)
 	observertest.RunKind(t, Kind, "gs://lab-runs/team/runs",
-		observertest.WithBreak(func(t *testing.T) { srv.ReadOnly.Store(true) }))
+		observertest.WithBreak(func(t *testing.T) { srv.ReadOnly.Store(true) }),
+		observertest.WithStall(func(t *testing.T) func() { return srv.Stall() }))
 }
 
 // TestEndpointBackMidRun: calls fail while the endpoint is away, and

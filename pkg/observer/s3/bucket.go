@@ -31,8 +31,10 @@ const (
 	// maxCopyPart is S3's largest part copied with UploadPartCopy.
 	maxCopyPart = 5 << 30
 	// abortTimeout bounds the clean-up of a failed multipart upload, which
-	// runs even when the call's own context is done.
-	abortTimeout = 10 * time.Second
+	// runs even when the call's own context is done: briefly, so that a
+	// cancelled call still returns at once (a bucket lifecycle rule for
+	// incomplete uploads catches what a failed abort leaves).
+	abortTimeout = 2 * time.Second
 )
 
 // bucket is a blob.Bucket and blob.Appender over one S3 bucket.

@@ -56,6 +56,7 @@ func TestConformance(t *testing.T) {
 	observertest.RunKind(t, Kind, "s3://lab-runs/team/runs",
 		observertest.WithFlags(flags(srv)),
 		observertest.WithBreak(func(t *testing.T) { srv.ReadOnly.Store(true) }),
+		observertest.WithStall(func(t *testing.T) func() { return srv.Stall() }),
 	)
 }
 

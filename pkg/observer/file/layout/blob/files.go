@@ -67,9 +67,6 @@ func (mb *metricsBlob) flush(ctx context.Context, b Bucket) error {
 	n, err := mb.m.Encode(next, old)
 	if err == nil {
 		err = b.Put(ctx, mb.key, next, n, typeJSON)
-		if err != nil {
-			err = fmt.Errorf("writing %s: %w", layout.MetricsFile, err)
-		}
 	}
 	if err != nil {
 		mb.m.Abort()

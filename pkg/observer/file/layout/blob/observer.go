@@ -288,10 +288,10 @@ func (o *Observer) storeShared(ctx context.Context, dir, path, md5 string) (stri
 	case err == nil:
 		return name, nil // stored by an earlier run
 	case !errors.Is(err, ErrNotExist):
-		return "", fmt.Errorf("checking %s: %w", key, err)
+		return "", err // the bucket's errors name the key
 	}
 	if err := o.cfg.Bucket.Put(ctx, key, f, fi.Size(), ""); err != nil {
-		return "", fmt.Errorf("storing %s: %w", key, err)
+		return "", err
 	}
 	return name, nil
 }
@@ -300,7 +300,7 @@ func (o *Observer) storeShared(ctx context.Context, dir, path, md5 string) (stri
 func (o *Observer) putBytes(ctx context.Context, name string, data []byte, contentType string) error {
 	err := o.cfg.Bucket.Put(ctx, o.runPrefix+name, bytesReaderAt(data), int64(len(data)), contentType)
 	if err != nil {
-		return fmt.Errorf("%s: run %s: writing %s: %w", o.cfg.Title, o.id, name, err)
+		return fmt.Errorf("%s: run %s: %w", o.cfg.Title, o.id, err) // the bucket's errors name the key
 	}
 	return nil
 }
