@@ -71,7 +71,10 @@ func Open(ctx context.Context, cfg *Config, s observer.Settings) (*Reader, error
 // With STORAGE_EMULATOR_HOST (and no --gcs-endpoint) requests go to the
 // emulator without credentials, as Google's libraries do.
 func connect(ctx context.Context, cfg *Config, s observer.Settings) (*bucket, error) {
-	a := &api{hc: &http.Client{}, base: DefaultEndpoint}
+	// No redirects: a resumable upload answers 308 for "go on", and a
+	// token must never follow a redirect to another host.
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	a := &api{hc: hc, base: DefaultEndpoint}
 	endpoint, emulator := s.Flag(FlagEndpoint), false
 	if endpoint == "" {
 		endpoint, emulator = os.Getenv(EnvEmulator), true
