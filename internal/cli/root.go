@@ -22,7 +22,9 @@ import (
 	// The observers compiled into the binary register themselves.
 	_ "github.com/sacred-go/sacred/pkg/observer/exec"
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
+	_ "github.com/sacred-go/sacred/pkg/observer/gcs"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
+	_ "github.com/sacred-go/sacred/pkg/observer/s3"
 	_ "github.com/sacred-go/sacred/pkg/observer/slack"
 	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
 	_ "github.com/sacred-go/sacred/pkg/observer/telegram"
