@@ -59,8 +59,8 @@ func RedactPingURL(raw string) string {
 }
 
 // pinger sends a run's pings. The start ping goes in the background; the
-// end ping cancels it if it is still trying, and is bounded by the end of
-// the observers' flush, so the wrapper never waits longer for it.
+// end ping follows it and is bounded by the end of the observers' flush,
+// so the wrapper never waits longer for the pings.
 type pinger struct {
 	base   *url.URL
 	host   string // for messages
@@ -106,15 +106,17 @@ func (p *pinger) start() {
 // end sends the end ping of a run with this status and exit status, and
 // gives up at deadline. wait waits for it, at most until the deadline.
 func (p *pinger) end(deadline time.Time, status string, code int, body []byte, flushTimeout time.Duration) (wait func()) {
-	if p.cancelStart != nil {
-		p.cancelStart()
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	done := goDo(func() {
-		defer cancel()
 		if p.startDone != nil {
-			<-p.startDone // returns at once: its context is cancelled
+			// The start ping may still be on its way: it gets the first
+			// half of the time, so that the service sees the start
+			// before the end, and is then given up.
+			waitAtMost(time.Until(deadline)/2, p.startDone)
+			p.cancelStart()
+			<-p.startDone
 		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
 		err := p.send(ctx, endPath(status, code), body)
 		if err == nil {
 			return

@@ -141,6 +141,9 @@ type runSummary struct {
 	Complete  bool     `json:"complete"`
 }
 
+// summaryTime is the layout of the summary's times (RFC 3339, UTC).
+const summaryTime = "2006-01-02T15:04:05.000000Z"
+
 type metricSummary struct {
 	// Value is null for a value JSON cannot hold (NaN, ±Inf).
 	Value *float64 `json:"value"`
@@ -148,13 +151,15 @@ type metricSummary struct {
 }
 
 func (r *run) summary(code int, complete bool) runSummary {
+	// Times as the records have them: UTC, in microseconds.
+	start, stop := r.startTime.UTC().Truncate(time.Microsecond), r.stopTime.UTC().Truncate(time.Microsecond)
 	s := runSummary{
 		Experiment: r.cfg.Start.Experiment.Name,
 		Status:     r.fin.status,
 		ExitCode:   code,
-		StartTime:  r.startTime.UTC().Format(time.RFC3339Nano),
-		StopTime:   r.stopTime.UTC().Format(time.RFC3339Nano),
-		Duration:   r.stopTime.Sub(r.startTime).Seconds(),
+		StartTime:  start.Format(summaryTime),
+		StopTime:   stop.Format(summaryTime),
+		Duration:   stop.Sub(start).Seconds(),
 		Metrics:    map[string]metricSummary{},
 		Observers:  []string{},
 		Complete:   complete,
