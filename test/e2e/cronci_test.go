@@ -678,3 +678,29 @@ func TestCronPingSecretKept(t *testing.T) {
 		t.Errorf("pings %+v, want start and end of two runs", srv.all())
 	}
 }
+
+// Every cron and CI flag may come from sacred.yaml or SACRED_*.
+func TestCronSettingsFromConfig(t *testing.T) {
+	srv := newPingServer(t)
+	dir := t.TempDir()
+	yaml := "quiet-unless-fail: true\nsummary-json: s.json\nlock: job.lock\nlock-wait: 1m\n"
+	if err := os.WriteFile(filepath.Join(dir, "sacred.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := sacred(t, dir, []string{"SACRED_PING=" + srv.URL + "/" + checkSecret, "SACRED_FILE_STORAGE=runs"}, "run", "--", "sh", "-c", "echo failing; exit 2")
+	if r.code != 2 || r.stdout != "failing\n" || r.stderr != "sacred: started run 1\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if s := readJSON(t, filepath.Join(dir, "s.json")); s["status"] != "FAILED" {
+		t.Errorf("summary %v", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "job.lock")); err != nil {
+		t.Errorf("lock file: %v", err)
+	}
+	checkPings(t, srv.all(), ping{path: "/" + checkSecret + "/start"}, ping{path: "/" + checkSecret + "/2", body: "failing\n"})
+
+	r = sacred(t, dir, []string{"SACRED_LOCK_WAIT=soon"}, "run", "--", "true")
+	if r.code != 2 || !strings.HasPrefix(r.stderr, `sacred: SACRED_LOCK_WAIT="soon": want a duration`) {
+		t.Errorf("bad SACRED_LOCK_WAIT: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
