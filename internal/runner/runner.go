@@ -104,14 +104,6 @@ func Run(cfg Config) int {
 		// the order they are said.
 		r.warn, r.note = cfg.Quiet, cfg.Messages
 	}
-	if cfg.Ping != "" && !cfg.Queue {
-		p, err := newPinger(cfg.Ping, r.say)
-		if err != nil {
-			r.say("--ping: %v", err)
-			return ExitUsage
-		}
-		r.ping = p
-	}
 	code := r.do()
 	msgs.close(messageWait)
 	return code
@@ -172,6 +164,14 @@ func (r *run) do() int {
 
 	if r.cfg.Queue {
 		return r.queue()
+	}
+	if r.cfg.Ping != "" {
+		p, err := newPinger(r.cfg.Ping, r.say)
+		if err != nil {
+			r.say("--ping: %v", err)
+			return ExitUsage
+		}
+		r.ping = p
 	}
 	return r.start()
 }

@@ -284,14 +284,19 @@ func mdEscape(s string) string {
 }
 
 // writeSummary writes s to path atomically: readers see the old file or
-// the new one, never a part. A path that is not a regular file (a pipe,
-// /dev/stdout) is written as it is.
+// the new one, never a part. A path under /dev or /proc (/dev/stdout) or
+// that is not a regular file (a pipe) is written to as it is.
 func writeSummary(path string, s runSummary) error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode the summary: %w", err)
 	}
 	data = append(data, '\n')
+	if strings.HasPrefix(path, "/dev/") || strings.HasPrefix(path, "/proc/") {
+		// /dev/stdout and the like: replacing what the link resolves to
+		// would replace the file the wrapper's own output goes to.
+		return writeInPlace(path, data)
+	}
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target // a link stays a link; its target is replaced
 	}
@@ -325,8 +330,10 @@ func writeSummary(path string, s runSummary) error {
 	return err
 }
 
+// writeInPlace appends data to what path is (a pipe, a terminal, or the
+// file the wrapper's output is redirected to).
 func writeInPlace(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
 	}

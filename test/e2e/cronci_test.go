@@ -491,8 +491,13 @@ type ping struct {
 	method, path, rid, body string
 }
 
-func newPingServer(t *testing.T) *pingServer {
-	s := &pingServer{gone: make(chan string, 16)}
+// newPingServer starts the server; answer may be nil (always 200), and
+// hang makes every request wait until the test ends.
+func newPingServer(t *testing.T, answer func(n int, p ping) int, hang bool) *pingServer {
+	s := &pingServer{gone: make(chan string, 16), answer: answer}
+	if hang {
+		s.hang = make(chan struct{})
+	}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		p := ping{req.Method, req.URL.Path, req.URL.Query().Get("rid"), string(body)}
@@ -553,7 +558,7 @@ func checkPings(t *testing.T, got []ping, want ...ping) {
 
 // Success: /start, then the check's URL with the output as the body.
 func TestCronPingSuccess(t *testing.T) {
-	srv := newPingServer(t)
+	srv := newPingServer(t, nil, false)
 	dir := t.TempDir()
 	r := sacred(t, dir, nil, "run", "-F", "runs", "--ping", srv.URL+"/"+checkSecret, "--", "sh", "-c", "echo hello; echo world")
 	if r.code != 0 || r.stderr != "sacred: started run 1\n" {
@@ -566,7 +571,7 @@ func TestCronPingSuccess(t *testing.T) {
 // bytes, from a line's start); a command that cannot start: URL/127 with
 // the reason; a server that fails twice gets the same ping again.
 func TestCronPingFailure(t *testing.T) {
-	srv := newPingServer(t)
+	srv := newPingServer(t, nil, false)
 	dir := t.TempDir()
 	base := "/" + checkSecret
 	r := sacred(t, dir, nil, "run", "-F", "runs", "--ping", srv.URL+base, "--", "sh", "-c", "seq 1 20000; exit 3")
@@ -587,20 +592,19 @@ func TestCronPingFailure(t *testing.T) {
 	}
 	checkPings(t, pings, ping{path: base + "/start"}, ping{path: base + "/3", body: body})
 
-	srv2 := newPingServer(t)
+	srv2 := newPingServer(t, nil, false)
 	r = sacred(t, dir, nil, "run", "-F", "runs", "--ping", srv2.URL+base, "--", "./no-such-command")
 	if r.code != 127 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	checkPings(t, srv2.all(), ping{path: base + "/127", body: "sacred: command not found: ./no-such-command (check the name and your PATH)\n"})
 
-	srv3 := newPingServer(t)
-	srv3.answer = func(n int, p ping) int {
+	srv3 := newPingServer(t, func(n int, p ping) int {
 		if p.path == base && n <= 2 {
 			return http.StatusServiceUnavailable // the first two end pings
 		}
 		return http.StatusOK
-	}
+	}, false)
 	r = sacred(t, dir, nil, "run", "-F", "runs", "--ping", srv3.URL+base, "--", "echo", "again")
 	if r.code != 0 || strings.Contains(r.stderr, "ping") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
@@ -614,8 +618,7 @@ func TestCronPingFailure(t *testing.T) {
 // (the server sees the client go away), says so without the URL's
 // secret, and exits with the command's status.
 func TestCronPingHangingServer(t *testing.T) {
-	srv := newPingServer(t)
-	srv.hang = make(chan struct{})
+	srv := newPingServer(t, nil, true)
 	dir := t.TempDir()
 	base := "/" + checkSecret
 	r := sacredNoHang(t, dir, nil, "run", "-F", "runs", "--flush-timeout", "3s", "--ping", srv.URL+base, "--", "sh", "-c", "exit 5")
@@ -645,8 +648,7 @@ func TestCronPingHangingServer(t *testing.T) {
 // The check's URL is a secret: it is not in messages, in the record, in
 // the summary, nor in the command's environment.
 func TestCronPingSecretKept(t *testing.T) {
-	srv := newPingServer(t)
-	srv.answer = func(int, ping) int { return http.StatusNotFound }
+	srv := newPingServer(t, func(int, ping) int { return http.StatusNotFound }, false)
 	dir := t.TempDir()
 	url := srv.URL + "/" + checkSecret
 	r := sacred(t, dir, nil, "run", "-F", "runs", "--summary-json", "s.json", "--ping", url, "--", "sh", "-c", "env > env.txt")
@@ -681,7 +683,7 @@ func TestCronPingSecretKept(t *testing.T) {
 
 // Every cron and CI flag may come from sacred.yaml or SACRED_*.
 func TestCronSettingsFromConfig(t *testing.T) {
-	srv := newPingServer(t)
+	srv := newPingServer(t, nil, false)
 	dir := t.TempDir()
 	yaml := "quiet-unless-fail: true\nsummary-json: s.json\nlock: job.lock\nlock-wait: 1m\n"
 	if err := os.WriteFile(filepath.Join(dir, "sacred.yaml"), []byte(yaml), 0o644); err != nil {
