@@ -53,6 +53,7 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 		waitAtMost(callGrace, done)
 	}
 	if outcome == flushAbandoned {
+		r.abandoned = true // the end ping is not waited for either
 		r.quiet.Store(true)
 		// The observers that are only waiting for their final event
 		// still send it; the others are given up at once.

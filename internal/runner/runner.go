@@ -136,6 +136,7 @@ type run struct {
 	last                lastMetrics
 	fin                 ending
 	ping                *pinger // nil without --ping
+	abandoned           bool    // the user stopped the wait for the observers
 
 	health map[observer.Observer]*health // per wrapped observer; written before the run starts
 	quiet  atomic.Bool                   // the flush is over: failures are no longer reported one by one

@@ -94,7 +94,7 @@ func (r *run) endUnstarted(code int, line string) {
 // status not 0, a record incomplete, or trouble (the capture, the ping or
 // the summaries failed).
 func (r *run) reportEnd(code int, complete, trouble bool, out observer.Output) {
-	if r.fin.pingWait != nil {
+	if r.fin.pingWait != nil && !r.abandoned {
 		r.fin.pingWait()
 	}
 	if r.ping != nil && r.ping.failed.Load() {
