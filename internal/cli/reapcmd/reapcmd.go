@@ -1,22 +1,21 @@
 // Package reapcmd implements `sacred reap`: a run left RUNNING by a wrapper
 // that was killed (SIGKILL, a crash, the machine going down) never gets its
-// final event; reap finds such runs by their last heartbeat and records
-// them as FAILED, through the store's observer.Resumer.
+// final event; reap finds such runs by their last heartbeat (the runs
+// `sacred ls --status DIED?` shows) and records them as FAILED, through the
+// store's observer.Resumer.
 package reapcmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
-	"github.com/sacred-go/sacred/internal/cli/runcmd"
+	"github.com/sacred-go/sacred/internal/cli/storeflags"
+	"github.com/sacred-go/sacred/internal/query"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -27,25 +26,12 @@ const DefaultOlder = 10 * time.Minute
 // callTimeout bounds each call into a store.
 const callTimeout = 30 * time.Second
 
-// Store is a store to look for dead runs in: a kind and its value.
-type Store struct {
-	Kind  observer.Kind
-	Value string
-}
-
-// Name is the store in messages, without secrets.
-func (s Store) Name() string {
-	return strings.TrimSpace(s.Kind.Title + " " + s.Kind.RedactValue(s.Value))
-}
-
 // ReapOptions are the parsed arguments of one `sacred reap`.
 type ReapOptions struct {
 	IO *cmdutil.IOStreams
 	// Stores are the stores named by the flags, else by sacred.yaml and
-	// SACRED_*, else ./runs.
-	Stores []Store
-	// KindFlags are the kinds' own settings (Settings.Flags).
-	KindFlags map[string]string
+	// SACRED_*, else ./runs, open for reading.
+	Stores []storeflags.Store
 	// Older is the time since the last heartbeat (or the start, for a run
 	// with none) after which a RUNNING run counts as dead.
 	Older  time.Duration
@@ -57,10 +43,8 @@ type ReapOptions struct {
 // NewCmdReap returns the `reap` command. runF performs it with complete
 // options; nil means the real one.
 func NewCmdReap(f *cmdutil.Factory, runF func(*ReapOptions) error) *cobra.Command {
-	kinds := f.Kinds()
 	opts := &ReapOptions{IO: f.IOStreams}
-	vals := map[string]*[]string{}
-	kindFlags := map[string]*pflag.Flag{}
+	var stores *storeflags.Flags
 	cmd := &cobra.Command{
 		Use:   "reap [STORE flags] [--older DURATION] [--dry-run]",
 		Short: "Mark FAILED the runs whose wrapper was killed and left them RUNNING",
@@ -68,7 +52,8 @@ func NewCmdReap(f *cmdutil.Factory, runF func(*ReapOptions) error) *cobra.Comman
 records its end and stays RUNNING. sacred reap finds the RUNNING runs whose last
 heartbeat (or start, for a run that had none) is older than --older, and records
 each as FAILED, with a fail trace that says so and when its last heartbeat was, and
-its last heartbeat as its stop time. It prints one line per run.
+its last heartbeat as its stop time. It prints one line per run. The runs it takes
+are those sacred ls --status 'DIED?' --dead-after DURATION lists.
 
 The stores are named by the same flags as for sacred run (-F DIR, -m URL, -s URL,
 ...), else by sacred.yaml and SACRED_*, else ./runs.
@@ -89,125 +74,24 @@ nothing.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := opts.complete(f, kinds, vals, kindFlags); err != nil {
-				return err
+			if opts.Older <= 0 {
+				return cmdutil.FlagErrorf("--older %v: give a duration above zero, e.g. 10m", opts.Older)
 			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return reapRun(opts)
+			return stores.Use(f, c, func(opened []storeflags.Store) error {
+				opts.Stores = opened
+				if runF != nil {
+					return runF(opts)
+				}
+				return reapRun(opts)
+			})
 		},
 	}
 	fs := cmd.Flags()
-	for _, k := range kinds {
-		v := new([]string)
-		vals[k.Option] = v
-		usage := "look in the " + k.Title + " " + orDefault(k.Arg, "VALUE") + " (repeatable)"
-		if k.Open == nil {
-			usage = k.Title + ": cannot be read back (a notifier)"
-		}
-		cmdutil.ArrayVarP(fs, v, k.Option, k.Short, orDefault(k.Arg, "VALUE"), usage, checkKind(k))
-		for _, kf := range k.Flags {
-			if kf.Bool {
-				def, _ := strconv.ParseBool(kf.Default)
-				kindFlags[kf.Name] = cmdutil.BoolVarP(fs, new(bool), kf.Name, "", def, kf.Usage)
-			} else {
-				kindFlags[kf.Name] = cmdutil.StringVarP(fs, new(string), kf.Name, "", kf.Default, orDefault(kf.Arg, "VALUE"), kf.Usage, nil)
-			}
-		}
-	}
+	stores = storeflags.Define(fs, f.Kinds())
 	cmdutil.DurationVarP(fs, &opts.Older, "older", "", DefaultOlder, "only runs without a heartbeat for this long (e.g. 30m, 2h)", true)
 	cmdutil.BoolVarP(fs, &opts.DryRun, "dry-run", "", false, "say what would be marked FAILED, change nothing")
 	cmdutil.NormalizeFlags(cmd)
 	return cmd
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// checkKind checks a value with the kind's parser as it is given.
-func checkKind(k observer.Kind) func(string) error {
-	return func(v string) error {
-		if _, err := k.Parse(v); err != nil {
-			return &cmdutil.StatusError{Err: err, Code: cmdutil.ExitUsage}
-		}
-		return nil
-	}
-}
-
-func flagOf(k observer.Kind) string {
-	if k.Short != "" {
-		return "-" + k.Short
-	}
-	return "--" + k.Option
-}
-
-// complete names the stores: the flags given, else what sacred.yaml and
-// SACRED_* give `sacred run`, else ./runs.
-func (o *ReapOptions) complete(f *cmdutil.Factory, kinds []observer.Kind, vals map[string]*[]string, kindFlags map[string]*pflag.Flag) error {
-	if o.Older <= 0 {
-		return cmdutil.FlagErrorf("--older %v: give a duration above zero, e.g. 10m", o.Older)
-	}
-	o.KindFlags = map[string]string{}
-	for name, fl := range kindFlags {
-		if fl.Changed {
-			o.KindFlags[name] = fl.Value.String()
-		}
-	}
-	for _, k := range kinds {
-		for _, v := range *vals[k.Option] {
-			if k.Open == nil {
-				return cmdutil.FlagErrorf("%s: the runs of a %s cannot be read back, so none can be reaped there", flagOf(k), k.Title)
-			}
-			o.Stores = append(o.Stores, Store{Kind: k, Value: v})
-		}
-	}
-	if len(o.Stores) > 0 {
-		return nil
-	}
-	// As `sacred run` would record: its flags from sacred.yaml and SACRED_*.
-	cfg, err := f.Config()
-	if err != nil {
-		return cmdutil.FlagErrorWrap(err)
-	}
-	rfs := runcmd.NewCmdRun(f, nil).Flags()
-	if _, err := cfg.Apply(rfs); err != nil {
-		return cmdutil.FlagErrorWrap(err)
-	}
-	for _, k := range kinds {
-		fl := rfs.Lookup(k.Option)
-		if fl == nil || k.Open == nil {
-			continue
-		}
-		sv, ok := fl.Value.(pflag.SliceValue)
-		if !ok {
-			continue
-		}
-		for _, v := range sv.GetSlice() {
-			o.Stores = append(o.Stores, Store{Kind: k, Value: v})
-		}
-		for _, kf := range k.Flags {
-			if _, given := o.KindFlags[kf.Name]; !given {
-				if rf := rfs.Lookup(kf.Name); rf != nil && rf.Changed {
-					o.KindFlags[kf.Name] = rf.Value.String()
-				}
-			}
-		}
-	}
-	if len(o.Stores) > 0 {
-		return nil
-	}
-	for _, k := range kinds {
-		if k.Option == "file_storage" && k.Open != nil {
-			o.Stores = []Store{{Kind: k, Value: "runs"}}
-			return nil
-		}
-	}
-	return cmdutil.FlagErrorf("no store given: name one with an observer flag, e.g. -F DIR")
 }
 
 func (o *ReapOptions) now() time.Time {
@@ -241,72 +125,53 @@ func reapRun(o *ReapOptions) error {
 	return nil
 }
 
-func storeNames(stores []Store) string {
+func storeNames(stores []storeflags.Store) string {
 	names := make([]string, len(stores))
 	for i, s := range stores {
-		names[i] = s.Name()
+		names[i] = storeName(s)
 	}
 	return strings.Join(names, ", ")
 }
 
-// reapStore reaps the dead runs of one store. It returns how many it found
-// and false when something could not be read or written.
-func (o *ReapOptions) reapStore(ctx context.Context, st Store, now time.Time) (int, bool) {
-	settings := observer.Settings{Flags: o.KindFlags, Warn: o.IO.ErrOut}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	r, err := st.Kind.OpenReader(cctx, st.Value, settings)
-	cancel()
+// storeName names a store in messages: "file storage runs".
+func storeName(st storeflags.Store) string {
+	return strings.TrimSpace(st.Kind.Title + " " + st.Label)
+}
+
+// reapStore reaps the dead runs of one store: those `sacred ls --status
+// DIED? --dead-after OLDER` shows, found where the data is when the store
+// can (query push-down). It returns how many it found and false when
+// something could not be read or written.
+func (o *ReapOptions) reapStore(ctx context.Context, st storeflags.Store, now time.Time) (int, bool) {
+	q, err := query.Compile(query.Options{Status: []string{query.StatusDied}, DeadAfter: o.Older})
 	if err != nil {
-		if errors.Is(err, observer.ErrNotFound) {
-			o.sayf("%s: no such store: %v", st.Name(), err)
-		} else {
-			o.sayf("%s: %v", st.Name(), err)
-		}
+		o.sayf("%v", err)
 		return 0, false
 	}
-	defer r.Close()
-	cctx, cancel = context.WithTimeout(ctx, callTimeout)
-	ids, err := r.Runs(cctx)
-	cancel()
+	runs, err := q.Find(ctx, st.Reader, now)
 	if err != nil {
-		o.sayf("%s: listing runs: %v", st.Name(), err)
+		o.sayf("%s: %v", storeName(st), err)
 		return 0, false
 	}
-	ok, found := true, 0
-	for _, id := range ids {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		run, err := r.Run(cctx, id)
-		cancel()
-		if err != nil {
-			o.sayf("run %s of %s cannot be read: %v", id, st.Name(), err)
-			ok = false
-			continue
-		}
-		if run.Status != observer.StatusRunning {
-			continue
-		}
+	ok := true
+	for _, run := range runs {
 		last, what := run.Heartbeat, "last heartbeat"
 		if last.IsZero() {
 			last, what = run.StartTime, "no heartbeat, started"
 		}
-		if last.IsZero() || now.Sub(last) < o.Older {
-			continue // its wrapper may be alive
-		}
-		found++
-		age := now.Sub(last).Round(time.Second)
-		seen := fmt.Sprintf("%s %s ago (%s)", what, age, last.Format(time.RFC3339))
+		seen := fmt.Sprintf("%s %s ago (%s)", what, now.Sub(last).Round(time.Second), last.UTC().Format(time.RFC3339))
 		if o.DryRun {
-			fmt.Fprintf(o.IO.Out, "run %s of %s: RUNNING, %s: would be marked FAILED (--dry-run)\n", run.ID, st.Name(), seen)
+			fmt.Fprintf(o.IO.Out, "run %s of %s: RUNNING, %s: would be marked FAILED (--dry-run)\n", run.ID, storeName(st), seen)
 			continue
 		}
-		if err := reapOne(ctx, st, settings, run, last, now); err != nil {
-			o.sayf("run %s of %s stays RUNNING: %v", run.ID, st.Name(), err)
+		if err := reapOne(ctx, st, run, last, now); err != nil {
+			o.sayf("run %s of %s stays RUNNING: %v", run.ID, storeName(st), err)
 			ok = false
 			continue
 		}
-		fmt.Fprintf(o.IO.Out, "run %s of %s: RUNNING, %s: marked FAILED\n", run.ID, st.Name(), seen)
+		fmt.Fprintf(o.IO.Out, "run %s of %s: RUNNING, %s: marked FAILED\n", run.ID, storeName(st), seen)
 	}
-	return found, ok
+	return len(runs), ok
 }
 
 // Trace is the fail trace reap records for a run last seen at last.
@@ -322,10 +187,10 @@ func Trace(run *observer.Run, last, now time.Time) []string {
 // reapOne records run as FAILED: a fresh observer of the store takes the
 // run up (observer.Resumer) and sends the final event, with the time the
 // run was last seen as its stop time.
-func reapOne(ctx context.Context, st Store, settings observer.Settings, run *observer.Run, last, now time.Time) (err error) {
+func reapOne(ctx context.Context, st storeflags.Store, run *observer.Run, last, now time.Time) (err error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	ob, err := st.Kind.OpenObserver(cctx, st.Value, settings)
+	ob, err := st.Kind.OpenObserver(cctx, st.Value, st.Settings)
 	if err != nil {
 		return err
 	}

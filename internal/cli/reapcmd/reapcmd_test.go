@@ -3,12 +3,14 @@ package reapcmd
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
+	"github.com/sacred-go/sacred/internal/cli/storeflags"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/file"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
@@ -35,6 +37,12 @@ func parseIn(t *testing.T, dir string, env []string, args ...string) (*ReapOptio
 
 func TestFlags(t *testing.T) {
 	dir := t.TempDir()
+	for _, d := range []string{"runs", "elsewhere", "a", "b"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir) // relative store paths are read from the working directory
 	o, err := parseIn(t, dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -59,16 +67,18 @@ func TestFlags(t *testing.T) {
 	for _, c := range []struct {
 		args    []string
 		mention string
+		code    int
 	}{
-		{[]string{"--older", "0s"}, "--older"},
-		{[]string{"--older", "soon"}, "--older"},
-		{[]string{"--webhook", "http://127.0.0.1:9/hook"}, "cannot be read back"},
-		{[]string{"3"}, "takes no arguments"},
+		{[]string{"--older", "0s"}, "--older", cmdutil.ExitUsage},
+		{[]string{"--older", "soon"}, "--older", cmdutil.ExitUsage},
+		{[]string{"--webhook", "http://127.0.0.1:9/hook"}, "cannot be read back", cmdutil.ExitUsage},
+		{[]string{"3"}, "takes no arguments", cmdutil.ExitUsage},
+		{[]string{"-F", "missing"}, "no such store", cmdutil.ExitFailure},
 	} {
 		_, err := parseIn(t, dir, nil, c.args...)
 		code := cmdutil.HandleError(io.Discard, nil, err)
-		if err == nil || code != cmdutil.ExitUsage || !strings.Contains(err.Error(), c.mention) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%v: got %v (exit %d), want one line mentioning %q and exit 2", c.args, err, code, c.mention)
+		if err == nil || code != c.code || !strings.Contains(err.Error(), c.mention) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: got %v (exit %d), want one line mentioning %q and exit %d", c.args, err, code, c.mention, c.code)
 		}
 	}
 }
@@ -106,6 +116,18 @@ func startRun(t *testing.T, dir string, start, beat time.Time) string {
 	return id
 }
 
+// openStore opens the file store at dir as the STORE flags would.
+func openStore(t *testing.T, dir string) storeflags.Store {
+	t.Helper()
+	k, _ := observer.Lookup(file.Option)
+	r, err := k.OpenReader(ctx, dir, observer.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return storeflags.Store{Label: dir, Kind: k, Reader: r, Value: dir}
+}
+
 func readRun(t *testing.T, dir, id string) *observer.Run {
 	t.Helper()
 	cfg, _ := file.ParseConfig(dir)
@@ -140,10 +162,9 @@ func TestReap(t *testing.T) {
 		}
 		o.Close(ctx)
 	}
-	k, _ := observer.Lookup(file.Option)
 	run := func(dry bool) (string, string, error) {
 		ios, _, out, errOut := cmdutil.Test()
-		err := reapRun(&ReapOptions{IO: ios, Stores: []Store{{Kind: k, Value: dir}}, Older: 10 * time.Minute, DryRun: dry,
+		err := reapRun(&ReapOptions{IO: ios, Stores: []storeflags.Store{openStore(t, dir)}, Older: 10 * time.Minute, DryRun: dry,
 			Now: func() time.Time { return now }})
 		return out.String(), errOut.String(), err
 	}
@@ -195,19 +216,5 @@ func TestReap(t *testing.T) {
 	out, errOut, err = run(false)
 	if err != nil || out != "" || !strings.Contains(errOut, "no run in file storage") {
 		t.Errorf("second reap: %v, printed %q and %q; want nothing to do", err, out, errOut)
-	}
-}
-
-// A store that cannot be read is one line and exit 1; so is a store whose
-// observer cannot take a run up.
-func TestReapErrors(t *testing.T) {
-	k, _ := observer.Lookup(file.Option)
-	ios, _, _, errOut := cmdutil.Test()
-	err := reapRun(&ReapOptions{IO: ios, Stores: []Store{{Kind: k, Value: filepath.Join(t.TempDir(), "none")}}, Older: time.Minute})
-	if cmdutil.HandleError(io.Discard, nil, err) != cmdutil.ExitFailure || !strings.Contains(errOut.String(), "no such store") {
-		t.Errorf("missing store: %v, %q", err, errOut)
-	}
-	if strings.Count(errOut.String(), "\n") != 1 {
-		t.Errorf("want one line: %q", errOut)
 	}
 }
