@@ -265,6 +265,8 @@ const pxMax = 8000
 // apiMetric serves one metric of a run, decimated for a chart px columns
 // wide over [from, to] of an x axis: step, time (Unix seconds) or rel
 // (seconds since the run's start). Without from and to, the whole series.
+// The answer's xs are offsets from its x0 (the run's start for rel, the
+// whole second before the first point for time, 0 for step).
 func (s *Server) apiMetric(w http.ResponseWriter, r *http.Request) {
 	f, ok := s.lookupRun(w, r)
 	if !ok {
@@ -336,7 +338,7 @@ func metricJSON(f *fullRun, sr *series, name, axis, fromS, toS string, px int) (
 		if err != nil || math.IsNaN(n) {
 			return nil, fmt.Errorf("from and to: give numbers on the x axis, got %q", p.s)
 		}
-		if axis != "step" {
+		if axis == "rel" {
 			n += x0
 		}
 		*p.dst = n
@@ -395,9 +397,9 @@ func (s *Server) apiMetricExport(w http.ResponseWriter, r *http.Request) {
 	file := "run-" + f.run.ID + "-" + name
 	if strings.HasSuffix(r.URL.Path, ".json") {
 		type pt struct {
-			Step  int64  `json:"step"`
-			Time  any    `json:"timestamp"`
-			Value any    `json:"value"`
+			Step  int64 `json:"step"`
+			Time  any   `json:"timestamp"`
+			Value any   `json:"value"`
 		}
 		out := make([]pt, len(points))
 		for i, p := range points {
