@@ -12,6 +12,7 @@ import (
 	"github.com/sacred-go/sacred/internal/cli/logcmd"
 	"github.com/sacred-go/sacred/internal/cli/runcmd"
 	"github.com/sacred-go/sacred/internal/cli/synccmd"
+	"github.com/sacred-go/sacred/internal/cli/uicmd"
 	"github.com/sacred-go/sacred/pkg/observer"
 
 	// The observers compiled into the binary register themselves.
@@ -31,7 +32,7 @@ var Version = "dev"
 // NewCmdRoot returns the root command with every subcommand, its flags
 // generated from the observer kinds registered now.
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
-	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil))
+	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil), uicmd.NewCmdUI(f, nil))
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for
