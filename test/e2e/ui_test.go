@@ -356,7 +356,7 @@ func TestUIBrowser(t *testing.T) {
 
 func checkTable(t *testing.T, b *browser, base string) {
 	t.Helper()
-	b.navigate(t, base + "?cols=config.lr,metrics.loss.last")
+	b.navigate(t, base+"?cols=config.lr,metrics.loss.last")
 	b.waitJS(t, "three rows", `document.querySelectorAll("#runs tbody tr").length === 3`)
 	names := evalJS[[]string](t, b, `[...document.querySelectorAll("#runs td.name")].map(td => td.textContent)`)
 	if strings.Join(names, ",") != "<b>xss</b>,mnist,mnist" {
@@ -374,9 +374,9 @@ func checkTable(t *testing.T, b *browser, base string) {
 		t.Errorf("the filter is not in the address: %q", loc)
 	}
 	// The quick filter, then back to every run for the screenshot.
-	b.navigate(t, base + "?q=xss")
+	b.navigate(t, base+"?q=xss")
 	b.waitJS(t, "the quick filter", `document.querySelectorAll("#runs tbody tr").length === 1`)
-	b.navigate(t, base + "?cols=config.lr,metrics.loss.last")
+	b.navigate(t, base+"?cols=config.lr,metrics.loss.last")
 	b.waitJS(t, "three rows", `document.querySelectorAll("#runs tbody tr").length === 3`)
 }
 
@@ -391,7 +391,7 @@ func contains(list []string, s string) bool {
 
 func checkRunPage(t *testing.T, b *browser, base, id string) {
 	t.Helper()
-	b.navigate(t, base + "run/" + id)
+	b.navigate(t, base+"run/"+id)
 	b.waitJS(t, "the output", `(document.querySelector("#output") || {}).textContent?.includes("hello from the run")`)
 	out := evalJS[string](t, b, `document.querySelector("#output").textContent.replace(/\u200b/g, "")`)
 	if !strings.Contains(out, "green text") || strings.Contains(out, "\x1b") || !strings.Contains(out, "progress 5/5") || strings.Contains(out, "progress 1/5") {
@@ -410,7 +410,7 @@ func checkRunPage(t *testing.T, b *browser, base, id string) {
 
 func checkCompare(t *testing.T, b *browser, base, id1, id2 string) {
 	t.Helper()
-	b.navigate(t, base + "compare?ids=" + id1 + "," + id2)
+	b.navigate(t, base+"compare?ids="+id1+","+id2)
 	b.waitJS(t, "the config difference", `!!document.querySelector("#config-diff tbody tr")`)
 	rows := evalJS[[]string](t, b, `[...document.querySelectorAll("#config-diff tbody tr")].map(tr => [...tr.children].map(c => c.textContent).join("|"))`)
 	if !contains(rows, "lr|0.1|0.01") || !contains(rows, "opt.name|adam|sgd") {
@@ -423,7 +423,7 @@ func checkXSS(t *testing.T, b *browser, base, id string) {
 	t.Helper()
 	b.navigate(t, base)
 	b.waitJS(t, "the table", `document.querySelectorAll("#runs tbody tr").length === 3`)
-	b.navigate(t, base + "run/" + id)
+	b.navigate(t, base+"run/"+id)
 	b.waitJS(t, "the output", `(document.querySelector("#output") || {}).textContent?.includes("window.__xss=3")`)
 	// Open every preview, the HTML one in its sandboxed frame.
 	evalJS[any](t, b, `document.querySelectorAll("#artifacts button").forEach(b => b.click())`)
@@ -490,7 +490,7 @@ while [ ! -e done ]; do sleep 0.05; done
 
 	base := startUI(t, dir, "-F", "runs")
 	b := newBrowser(t)
-	b.navigate(t, base + "run/1")
+	b.navigate(t, base+"run/1")
 	b.waitJS(t, "the first line", `(document.querySelector("#output") || {}).textContent?.includes("first line")`)
 	evalJS[any](t, b, `window.__sameDocument = true`)
 
