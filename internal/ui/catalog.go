@@ -237,20 +237,40 @@ func (c *catalog) mayChange(e *entry, now time.Time, dead time.Time) bool {
 	return false
 }
 
-// scan lists the store and reads what is new or may have changed (all
-// runs when full).
+// everything is a query that selects every run and reads all of it but
+// the output: what a full scan asks a store's Finder for.
+var everything = query.Options{Columns: []string{"config", "info", "metrics", "meta", "host", "experiment", "fail_trace", "artifacts"}}
+
+// scan reads what is new or may have changed: the ids listed, then the
+// runs not seen yet or not finished. A full scan (the first, a reload)
+// reads every run in one selection instead, which a store that finds runs
+// where the data is (readback.Finder: one SELECT, one find, run.json files
+// without the output) does much faster than run by run.
 func (c *catalog) scan(ctx context.Context, full bool) {
 	start := time.Now()
 	now := c.srv.now()
+	if full {
+		q, err := query.Compile(everything)
+		if err != nil {
+			panic(err) // a constant query
+		}
+		runs, err := q.Find(ctx, c.store.Reader, now)
+		if err != nil {
+			c.failed(ctx, "reading runs", err, start)
+			return
+		}
+		ids := make([]string, len(runs))
+		read := make(map[string]*observer.Run, len(runs))
+		for i, r := range runs {
+			ids[i] = r.ID
+			read[r.ID] = summarize(r)
+		}
+		c.commit(ids, read, nil, now, start, nil)
+		return
+	}
 	ids, err := c.store.Reader.Runs(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			c.srv.logf("%s: listing runs: %v", c.store.Label, err)
-		}
-		c.mu.Lock()
-		c.loadErr = err
-		c.scanCost = time.Since(start)
-		c.mu.Unlock()
+		c.failed(ctx, "listing runs", err, start)
 		return
 	}
 	deadAfter := c.srv.opts.DeadAfter
@@ -263,7 +283,7 @@ func (c *catalog) scan(ctx context.Context, full bool) {
 	var toRead []string
 	for _, id := range ids {
 		e, ok := c.byID[id]
-		if full || !ok || c.mayChange(e, now, dead) {
+		if !ok || c.mayChange(e, now, dead) {
 			toRead = append(toRead, id)
 		}
 	}
@@ -273,7 +293,23 @@ func (c *catalog) scan(ctx context.Context, full bool) {
 	if err != nil && ctx.Err() == nil {
 		c.srv.logf("%s: reading runs: %v", c.store.Label, err)
 	}
+	c.commit(ids, read, gone, now, start, err)
+}
 
+// failed notes a scan that read nothing.
+func (c *catalog) failed(ctx context.Context, op string, err error, start time.Time) {
+	if ctx.Err() == nil {
+		c.srv.logf("%s: %s: %v", c.store.Label, op, err)
+	}
+	c.mu.Lock()
+	c.loadErr = err
+	c.scanCost = time.Since(start)
+	c.mu.Unlock()
+}
+
+// commit makes a scan's result the snapshot: ids in store order, the runs
+// read (the others are kept as they were), the runs gone since listed.
+func (c *catalog) commit(ids []string, read map[string]*observer.Run, gone map[string]bool, now, start time.Time, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.loadErr = err

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sacred-go/sacred/internal/query"
+	"github.com/sacred-go/sacred/internal/readback"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -483,6 +484,67 @@ func (s *Server) apiArtifact(w http.ResponseWriter, r *http.Request) {
 		src = io.LimitReader(rc, int64(head))
 	}
 	_, _ = io.Copy(w, src)
+}
+
+// apiFile serves a source file (/api/source?name=) or a resource
+// (/api/resource?path=) of a run, from stores that keep them
+// (readback.FileOpener). As for artifacts, only a name the run lists is
+// served, as plain text or (?download=1) as an attachment.
+func (s *Server) apiFile(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.lookupRun(w, r)
+	if !ok {
+		return
+	}
+	v := r.URL.Query()
+	source := strings.HasSuffix(r.URL.Path, "/source")
+	name := v.Get("name")
+	listed := false
+	if source {
+		for _, src := range f.run.Experiment.Sources {
+			listed = listed || src.Name == name
+		}
+	} else {
+		name = v.Get("path")
+		for _, res := range f.run.Resources {
+			listed = listed || res.Path == name
+		}
+	}
+	what := map[bool]string{true: "source", false: "resource"}[source]
+	if !listed {
+		apiError(w, http.StatusNotFound, fmt.Sprintf("run %s has no %s %q", f.run.ID, what, name))
+		return
+	}
+	fo, ok := s.stores[f.store].store.Reader.(readback.FileOpener)
+	if !ok {
+		apiError(w, http.StatusNotImplemented, fmt.Sprintf("%s cannot give back %s files", s.stores[f.store].store.Label, what))
+		return
+	}
+	var rc io.ReadCloser
+	var err error
+	if source {
+		rc, err = fo.OpenSource(r.Context(), f.run.ID, name)
+	} else {
+		rc, err = fo.OpenResource(r.Context(), f.run.ID, name)
+	}
+	if errors.Is(err, readback.ErrNotStored) {
+		apiError(w, http.StatusNotFound, fmt.Sprintf("the content of %s %q was not stored", what, name))
+		return
+	}
+	if err != nil {
+		s.runError(w, f.store, f.run.ID, err)
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("Cache-Control", "no-store")
+	if v.Get("download") != "" {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Disposition", attachment(path.Base(strings.ReplaceAll(name, "\\", "/"))))
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	_, _ = io.Copy(w, rc)
 }
 
 // zipName makes an artifact name safe as a path inside a zip: no absolute

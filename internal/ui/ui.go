@@ -170,6 +170,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/metric.csv", s.apiMetricExport)
 	mux.HandleFunc("GET /api/metric.json", s.apiMetricExport)
 	mux.HandleFunc("GET /api/artifact", s.apiArtifact)
+	mux.HandleFunc("GET /api/source", s.apiFile)
+	mux.HandleFunc("GET /api/resource", s.apiFile)
 	mux.HandleFunc("GET /api/files.zip", s.apiZip)
 	mux.HandleFunc("GET /api/compare", s.apiCompare)
 	mux.HandleFunc("GET /api/live", s.apiLiveRun)

@@ -33,7 +33,7 @@ import (
 // the suite; nothing is timed by it.
 const uiGuard = 3 * time.Minute
 
-func chromium(t *testing.T) string {
+func uiChromium(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -47,18 +47,18 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// browser is a page of a headless Chromium. Script errors, console errors
+// uiBrowser is a page of a headless Chromium. Script errors, console errors
 // and dialogs (an alert an injected script would open) are collected in
 // problems.
-type browser struct {
+type uiBrowser struct {
 	ctx      context.Context
 	mu       sync.Mutex
 	problems []string
 }
 
-func newBrowser(t *testing.T) *browser {
+func newUIBrowser(t *testing.T) *uiBrowser {
 	t.Helper()
-	exe := chromium(t)
+	exe := uiChromium(t)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -76,7 +76,7 @@ func newBrowser(t *testing.T) *browser {
 	)
 	ctx, cancelB := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelB(); cancelA() })
-	b := &browser{ctx: ctx}
+	b := &uiBrowser{ctx: ctx}
 	// Start the browser with a context that has no timeout (it would
 	// stop the browser), then bound every step by the guard.
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
@@ -114,7 +114,7 @@ func newBrowser(t *testing.T) *browser {
 	return b
 }
 
-func (b *browser) problem(s string) {
+func (b *uiBrowser) problem(s string) {
 	b.mu.Lock()
 	b.problems = append(b.problems, s)
 	b.mu.Unlock()
@@ -123,7 +123,7 @@ func (b *browser) problem(s string) {
 // check fails the test for any script error, console error or dialog so
 // far: a CSP violation, a failed request or an injected script shows up
 // here.
-func (b *browser) check(t *testing.T) {
+func (b *uiBrowser) check(t *testing.T) {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -133,7 +133,7 @@ func (b *browser) check(t *testing.T) {
 	b.problems = nil
 }
 
-func (b *browser) navigate(t *testing.T, u string) {
+func (b *uiBrowser) navigate(t *testing.T, u string) {
 	t.Helper()
 	if err := chromedp.Do(b.ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("browser: navigating to %s: %v", u, err)
@@ -142,7 +142,7 @@ func (b *browser) navigate(t *testing.T, u string) {
 
 // waitJS waits until a JavaScript expression is true. It polls the page
 // for the condition (what the page shows), bounded by the test's guard.
-func (b *browser) waitJS(t *testing.T, what, expr string) {
+func (b *uiBrowser) waitJS(t *testing.T, what, expr string) {
 	t.Helper()
 	_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(uiGuard)))
@@ -153,7 +153,7 @@ func (b *browser) waitJS(t *testing.T, what, expr string) {
 }
 
 // evalJS evaluates a JavaScript expression into out (JSON-decoded).
-func evalJS[T any](t *testing.T, b *browser, expr string) T {
+func evalJS[T any](t *testing.T, b *uiBrowser, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -164,7 +164,7 @@ func evalJS[T any](t *testing.T, b *browser, expr string) T {
 
 // screenshot takes a PNG of the page; with SACRED_UPDATE_SCREENSHOTS=1 it
 // is written into docs/ui/ for docs/ui.md.
-func (b *browser) screenshot(t *testing.T, name string) {
+func (b *uiBrowser) screenshot(t *testing.T, name string) {
 	t.Helper()
 	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
 	if err != nil {
@@ -288,7 +288,7 @@ func uiFixture(t *testing.T, dir string, store ...string) {
 // uiIDs asks the UI for the fixture's run ids, oldest first.
 func uiIDs(t *testing.T, base string) []string {
 	t.Helper()
-	code, _, body := get(t, base+"api/runs?sort=start_time", nil)
+	code, _, body := uiGet(t, base+"api/runs?sort=start_time", nil)
 	if code != http.StatusOK {
 		t.Fatalf("api/runs: %d %s", code, body)
 	}
@@ -324,7 +324,7 @@ func uiStores(t *testing.T) map[string][]string {
 // metric, compare shows a config difference, and the run whose every
 // field is markup shows it as text.
 func TestUIBrowser(t *testing.T) {
-	chromium(t)
+	uiChromium(t)
 	dir := t.TempDir()
 	for name, store := range uiStores(t) {
 		t.Run(name, func(t *testing.T) {
@@ -335,26 +335,26 @@ func TestUIBrowser(t *testing.T) {
 			uiFixture(t, sub, store...)
 			base := startUI(t, sub, store...)
 			ids := uiIDs(t, base)
-			b := newBrowser(t)
-			checkTable(t, b, base)
+			b := newUIBrowser(t)
+			uiCheckTable(t, b, base)
 			if name == "file" {
 				b.screenshot(t, "table.png")
 			}
-			checkRunPage(t, b, base, ids[0])
+			uiCheckRunPage(t, b, base, ids[0])
 			if name == "file" {
 				b.screenshot(t, "run.png")
 			}
-			checkCompare(t, b, base, ids[0], ids[1])
+			uiCheckCompare(t, b, base, ids[0], ids[1])
 			if name == "file" {
 				b.screenshot(t, "compare.png")
 			}
-			checkXSS(t, b, base, ids[2])
+			uiCheckXSS(t, b, base, ids[2])
 			b.check(t)
 		})
 	}
 }
 
-func checkTable(t *testing.T, b *browser, base string) {
+func uiCheckTable(t *testing.T, b *uiBrowser, base string) {
 	t.Helper()
 	b.navigate(t, base+"?cols=config.lr,metrics.loss.last")
 	b.waitJS(t, "three rows", `document.querySelectorAll("#runs tbody tr").length === 3`)
@@ -366,7 +366,7 @@ func checkTable(t *testing.T, b *browser, base string) {
 	evalJS[any](t, b, `document.querySelector("#where").value = "config.lr > 0.05"; document.querySelector("#filters").requestSubmit(); null`)
 	b.waitJS(t, "one row for lr > 0.05", `document.querySelectorAll("#runs tbody tr").length === 1 && document.querySelector("#count").textContent.endsWith("of 1")`)
 	cells := evalJS[[]string](t, b, `[...document.querySelectorAll("#runs tbody td")].map(td => td.textContent)`)
-	if !contains(cells, "0.1") || !contains(cells, "51") {
+	if !uiContains(cells, "0.1") || !uiContains(cells, "51") {
 		t.Errorf("the filtered row shows %q; want config.lr 0.1 and loss.last 51", cells)
 	}
 	loc := evalJS[string](t, b, `location.search`)
@@ -380,7 +380,7 @@ func checkTable(t *testing.T, b *browser, base string) {
 	b.waitJS(t, "three rows", `document.querySelectorAll("#runs tbody tr").length === 3`)
 }
 
-func contains(list []string, s string) bool {
+func uiContains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
 			return true
@@ -389,7 +389,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func checkRunPage(t *testing.T, b *browser, base, id string) {
+func uiCheckRunPage(t *testing.T, b *uiBrowser, base, id string) {
 	t.Helper()
 	b.navigate(t, base+"run/"+id)
 	b.waitJS(t, "the output", `(document.querySelector("#output") || {}).textContent?.includes("hello from the run")`)
@@ -408,18 +408,18 @@ func checkRunPage(t *testing.T, b *browser, base, id string) {
 	b.waitJS(t, "the loss chart", `!!document.querySelector('.chart[data-metric="loss"] canvas') && document.querySelector('.chart[data-metric="loss"] .chart-info').textContent.startsWith("50 of 50 points")`)
 }
 
-func checkCompare(t *testing.T, b *browser, base, id1, id2 string) {
+func uiCheckCompare(t *testing.T, b *uiBrowser, base, id1, id2 string) {
 	t.Helper()
 	b.navigate(t, base+"compare?ids="+id1+","+id2)
 	b.waitJS(t, "the config difference", `!!document.querySelector("#config-diff tbody tr")`)
 	rows := evalJS[[]string](t, b, `[...document.querySelectorAll("#config-diff tbody tr")].map(tr => [...tr.children].map(c => c.textContent).join("|"))`)
-	if !contains(rows, "lr|0.1|0.01") || !contains(rows, "opt.name|adam|sgd") {
+	if !uiContains(rows, "lr|0.1|0.01") || !uiContains(rows, "opt.name|adam|sgd") {
 		t.Errorf("config differences: %q", rows)
 	}
 	b.waitJS(t, "the overlaid loss chart", `document.querySelectorAll(".charts canvas").length >= 1`)
 }
 
-func checkXSS(t *testing.T, b *browser, base, id string) {
+func uiCheckXSS(t *testing.T, b *uiBrowser, base, id string) {
 	t.Helper()
 	b.navigate(t, base)
 	b.waitJS(t, "the table", `document.querySelectorAll("#runs tbody tr").length === 3`)
@@ -456,7 +456,7 @@ func checkXSS(t *testing.T, b *browser, base, id string) {
 // TestUILiveOutput follows a running run: output printed after the page
 // was opened appears without a reload, and the status turns COMPLETED.
 func TestUILiveOutput(t *testing.T) {
-	chromium(t)
+	uiChromium(t)
 	dir := t.TempDir()
 	script := `echo "first line"
 sacred log metric x 1
@@ -485,11 +485,11 @@ while [ ! -e done ]; do sleep 0.05; done
 			_ = run.Wait()
 		}
 	})
-	waitFile(t, filepath.Join(dir, "started"))
-	waitFile(t, filepath.Join(dir, "runs", "1", "run.json"))
+	uiWaitFile(t, filepath.Join(dir, "started"))
+	uiWaitFile(t, filepath.Join(dir, "runs", "1", "run.json"))
 
 	base := startUI(t, dir, "-F", "runs")
-	b := newBrowser(t)
+	b := newUIBrowser(t)
 	b.navigate(t, base+"run/1")
 	b.waitJS(t, "the first line", `(document.querySelector("#output") || {}).textContent?.includes("first line")`)
 	evalJS[any](t, b, `window.__sameDocument = true`)
@@ -513,8 +513,8 @@ while [ ! -e done ]; do sleep 0.05; done
 	b.check(t)
 }
 
-// waitFile waits for a file a child creates, within the guard.
-func waitFile(t *testing.T, path string) {
+// uiWaitFile waits for a file a child creates, within the guard.
+func uiWaitFile(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(uiGuard)
 	for {
@@ -528,8 +528,8 @@ func waitFile(t *testing.T, path string) {
 	}
 }
 
-// get fetches a URL and returns the status, headers and body.
-func get(t *testing.T, u string, hdr map[string]string) (int, http.Header, string) {
+// uiGet fetches a URL and returns the status, headers and body.
+func uiGet(t *testing.T, u string, hdr map[string]string) (int, http.Header, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
+	"github.com/sacred-go/sacred/internal/cli/storeflags"
 	"github.com/sacred-go/sacred/internal/ui"
 )
 
@@ -32,7 +33,7 @@ const TokenEnv = "SACRED_UI_TOKEN"
 // UIOptions are the parsed arguments of one `sacred ui`.
 type UIOptions struct {
 	IO        *cmdutil.IOStreams
-	Stores    *storeFlags
+	Stores    *storeflags.Flags
 	Addr      string
 	BasePath  string
 	ReadOnly  bool
@@ -61,9 +62,10 @@ func NewCmdUI(f *cmdutil.Factory, runF func(*UIOptions) error) *cobra.Command {
 		Short: "Show runs in a web browser: the table, each run's output and metrics, comparisons",
 		Long: `Serve a web view of the runs of one or more stores until interrupted.
 
-Stores are named with the same flags as sacred run (-F DIR, -m URL, -s URL,
--t DIR, ...); several are shown together, with a store column. Without one,
-./runs is shown, where sacred run records by default.
+Stores are named with the same flags as sacred run and sacred ls (-F DIR,
+-m URL, -s URL, -t DIR, ...); several are shown together, with a store
+column. Without one, the stores set in sacred.yaml or SACRED_*, else ./runs,
+where sacred run records by default.
 
 It listens on 127.0.0.1:7878 unless --addr says otherwise. An address that
 is not loopback is refused unless a token is required: from --token-file F
@@ -84,7 +86,7 @@ run; ?store=N with several stores), /compare?ids=1,2,3.`,
 		},
 	}
 	fs := cmd.Flags()
-	o.Stores = defineStoreFlags(fs, f.Kinds())
+	o.Stores = storeflags.Define(fs, f.Kinds())
 	cmdutil.StringVarP(fs, &o.Addr, "addr", "", DefaultAddr, "HOST:PORT", "address to listen on (loopback unless a token is set)", checkAddr)
 	cmdutil.StringVarP(fs, &o.BasePath, "base-path", "", "", "PATH", "serve under this path, behind a reverse proxy (e.g. /sacred)", nil)
 	cmdutil.BoolVarP(fs, &o.ReadOnly, "read-only", "", false, "change nothing in any store (no notes or tags)")
@@ -137,11 +139,17 @@ func unwrapPath(err error) error {
 }
 
 func uiRun(o *UIOptions) error {
-	stores, err := o.Stores.open(context.Background(), o.factory)
-	if err != nil {
-		return err
-	}
-	defer closeStores(stores)
+	return o.Stores.Use(o.factory, o.cmd, func(opened []storeflags.Store) error {
+		stores := make([]ui.Store, len(opened))
+		for i, s := range opened {
+			stores[i] = ui.Store{Label: s.Label, Reader: s.Reader}
+		}
+		return serve(o, stores)
+	})
+}
+
+// serve serves the stores until a signal (or o.stop) ends it.
+func serve(o *UIOptions, stores []ui.Store) error {
 	host, _, _ := net.SplitHostPort(o.Addr)
 	srv, err := ui.New(ui.Options{
 		Stores:       stores,

@@ -153,8 +153,7 @@ export async function showRun(ctx, store, id) {
     h("h3", null, "Repositories"),
     kvTable((ex.repositories || []).map((g) => [g.url || "(no remote)", g.commit + (g.dirty ? " (dirty)" : "")])),
     h("h3", null, "Sources"),
-    h("ul", { class: "plain" }, (run.sources || []).map((s) =>
-      h("li", null, h("code", null, s.name), " ", h("span", { class: "muted" }, s.md5 + (s.omitted ? ` (not stored: ${s.size} bytes)` : ""))))),
+    h("ul", { class: "plain sources" }, (run.sources || []).map((s) => sourceItem(ref, s))),
     h("h3", null, "Dependencies"),
     h("ul", { class: "plain deps" }, (ex.dependencies || []).map((d) => h("li", null, d))));
   const host = run.host || {};
@@ -162,7 +161,8 @@ export async function showRun(ctx, store, id) {
   const hostCard = section("Host", "host", kvTable(hostRows), host.ENV && Object.keys(host.ENV).length ? [h("h3", null, "Environment"), kvTable(flat(host.ENV, ""))] : null);
   const metaCard = section("Meta", "meta", kvTable(flat(run.meta, "")));
   const resCard = (run.resources || []).length ? section("Resources", "resources",
-    kvTable(run.resources.map((r) => [r.path, r.md5]))) : null;
+    kvTable(run.resources.map((r) => [r.path, h("span", null, r.md5, " ",
+      downloadLink("Download", "api/resource", { ...ref, path: r.path, download: "1" }))]))) : null;
 
   replace(main, head, notesCard, traceBox,
     run.metrics.length ? metricsCard : null,
@@ -237,6 +237,25 @@ function previewKind(name) {
   if ([".txt", ".log", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".md", ".rst",
     ".py", ".sh", ".diff", ".patch", ".xml", ".out", ".err", ".tex", ".r", ".go", ".js"].includes(ext)) return "text";
   return "";
+}
+
+// sourceItem lists one source file, viewable as text where the store
+// kept its content.
+function sourceItem(ref, s) {
+  const box = h("div", { class: "preview" });
+  const item = h("li", null, h("code", null, s.name), " ", h("span", { class: "muted" }, s.md5 + (s.omitted ? ` (not stored: ${s.size} bytes)` : "")));
+  if (!s.omitted) {
+    const btn = h("button", { type: "button", class: "small" }, "View");
+    listen(btn, "click", async () => {
+      if (box.firstChild) { clear(box); return; }
+      const res = await fetch(apiURL("api/source", { ...ref, name: s.name }));
+      const text = await res.text();
+      box.appendChild(h("pre", { class: "text-preview" + (res.ok ? "" : " error") }, res.ok ? text : (JSON.parse(text).error || text)));
+    });
+    item.append(" ", btn);
+  }
+  item.appendChild(box);
+  return item;
 }
 
 // artifactItem lists one artifact with a download link and a preview that
