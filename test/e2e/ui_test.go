@@ -186,8 +186,9 @@ func (b *uiBrowser) screenshot(t *testing.T, name string) {
 }
 
 // startUI starts `sacred ui` on a port the system chooses and returns its
-// address; it is interrupted at the end of the test and must exit 0.
-func startUI(t *testing.T, dir string, args ...string) string {
+// address and a func giving what it printed so far; it is interrupted at
+// the end of the test and must exit 0.
+func startUI(t *testing.T, dir string, args ...string) (string, func() string) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"ui", "--addr", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
@@ -229,9 +230,14 @@ func startUI(t *testing.T, dir string, args ...string) string {
 			t.Errorf("sacred ui did not exit cleanly on SIGINT: %v\n%s", err, log.String())
 		}
 	})
+	printed := func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return log.String()
+	}
 	select {
 	case u := <-found:
-		return u
+		return u, printed
 	case <-done:
 		logMu.Lock()
 		defer logMu.Unlock()
@@ -239,7 +245,7 @@ func startUI(t *testing.T, dir string, args ...string) string {
 	case <-time.After(uiGuard):
 		t.Fatal("sacred ui did not say where it serves")
 	}
-	return ""
+	return "", nil
 }
 
 // The fixture: two ordinary runs and one whose every field is markup.
@@ -333,7 +339,7 @@ func TestUIBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			uiFixture(t, sub, store...)
-			base := startUI(t, sub, store...)
+			base, _ := startUI(t, sub, store...)
 			ids := uiIDs(t, base)
 			b := newUIBrowser(t)
 			uiCheckTable(t, b, base)
@@ -488,7 +494,7 @@ while [ ! -e done ]; do sleep 0.05; done
 	uiWaitFile(t, filepath.Join(dir, "started"))
 	uiWaitFile(t, filepath.Join(dir, "runs", "1", "run.json"))
 
-	base := startUI(t, dir, "-F", "runs")
+	base, _ := startUI(t, dir, "-F", "runs")
 	b := newUIBrowser(t)
 	b.navigate(t, base+"run/1")
 	b.waitJS(t, "the first line", `(document.querySelector("#output") || {}).textContent?.includes("first line")`)
