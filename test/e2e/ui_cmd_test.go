@@ -1,12 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/sacred-go/sacred/internal/testserver"
 )
 
 // TestUICommandRefusals: bad invocations of sacred ui are one line saying
@@ -87,5 +96,71 @@ func TestUITokenThroughBinary(t *testing.T) {
 	}
 	if out := printed(); strings.Contains(out, token) || !strings.Contains(out, "the token is required") {
 		t.Errorf("sacred ui printed:\n%s", out)
+	}
+}
+
+// TestUINotesOnMongo: notes and tags typed in the run page land in
+// Omniboard's fields of the runs document, read back as they were; under
+// --read-only nothing can be changed; the file store keeps none.
+func TestUINotesOnMongo(t *testing.T) {
+	uiChromium(t)
+	uri := testserver.MongoURI(t)
+	base := strings.TrimSuffix(strings.SplitN(uri, "?", 2)[0], "/")
+	dbName := "ui_notes_" + fmt.Sprint(time.Now().UnixNano())
+	spec := base + "/" + dbName
+	dir := t.TempDir()
+	if r := sacred(t, dir, nil, "run", "-m", spec, "-c", "first try", "--", "sh", "-c", "echo hi"); r.code != 0 {
+		t.Fatalf("run: %d %s", r.code, r.stderr)
+	}
+	ui, _ := startUI(t, dir, "-m", spec)
+	b := newUIBrowser(t)
+	b.navigate(t, ui+"run/1")
+	b.waitJS(t, "the notes card", `!!document.querySelector("#notes textarea") && !document.querySelector("#notes textarea").disabled`)
+	if got := evalJS[string](t, b, `document.querySelector("#notes textarea").value`); got != "first try" {
+		t.Errorf("notes before any were set show %q; want the comment, as Omniboard shows it", got)
+	}
+	evalJS[any](t, b, `document.querySelector("#notes textarea").value = "<b>converged</b> at epoch 3";
+		document.querySelector("#notes input").value = "baseline, <i>good</i>, baseline";
+		document.querySelector("#notes button").click(); null`)
+	b.waitJS(t, "saved", `document.querySelector("#notes").textContent.includes("saved")`)
+	b.check(t)
+
+	ctx := context.Background()
+	c, err := mongodrv.Connect(options.Client().ApplyURI(base + "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(ctx)
+	db := c.Database(dbName)
+	t.Cleanup(func() { _ = db.Drop(context.Background()) })
+	var doc struct {
+		Omniboard struct {
+			Notes string   `bson:"notes"`
+			Tags  []string `bson:"tags"`
+		} `bson:"omniboard"`
+	}
+	if err := db.Collection("runs").FindOne(ctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Omniboard.Notes != "<b>converged</b> at epoch 3" || strings.Join(doc.Omniboard.Tags, "|") != "baseline|<i>good</i>" {
+		t.Errorf("stored omniboard = %+v", doc.Omniboard)
+	}
+
+	// Read-only: the form is disabled and the API refuses.
+	ro, _ := startUI(t, dir, "-m", spec, "--read-only")
+	b.navigate(t, ro+"run/1")
+	b.waitJS(t, "the notes card", `!!document.querySelector("#notes textarea")`)
+	if !evalJS[bool](t, b, `document.querySelector("#notes textarea").disabled && document.querySelector("#notes textarea").value.startsWith("<b>converged")`) {
+		t.Error("under --read-only the notes are editable, or not shown")
+	}
+	req, _ := http.NewRequest(http.MethodPost, ro+"api/annotate?id=1", strings.NewReader(`{"notes":"x"}`))
+	req.Header.Set("Origin", strings.TrimSuffix(ro, "/"))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("annotate under --read-only: %d", res.StatusCode)
 	}
 }
