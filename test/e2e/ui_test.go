@@ -459,8 +459,9 @@ func uiCheckXSS(t *testing.T, b *uiBrowser, base, id string) {
 	}
 }
 
-// TestUILiveOutput follows a running run: output printed after the page
-// was opened appears without a reload, and the status turns COMPLETED.
+// TestUILiveOutput follows a running run: output and a metric point
+// logged after the page was opened appear without a reload, and the
+// status turns COMPLETED.
 func TestUILiveOutput(t *testing.T) {
 	uiChromium(t)
 	dir := t.TempDir()
@@ -504,6 +505,7 @@ while [ ! -e done ]; do sleep 0.05; done
 		t.Fatal(err)
 	}
 	b.waitJS(t, "the second line, live", `document.querySelector("#output").textContent.includes("second line")`)
+	b.waitJS(t, "the second point, live", `document.querySelector('.chart[data-metric="x"] .chart-info')?.textContent.startsWith("2 of 2 points")`)
 	if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

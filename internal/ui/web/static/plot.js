@@ -95,8 +95,13 @@ export class Chart {
     }
     d.count += points.length;
     // Past a few points per pixel, ask for the decimated series again.
-    if (d.xs.length > 4 * this.width()) this.load(null);
-    else this.draw();
+    if (d.xs.length > 4 * this.width()) {
+      this.load(null);
+      return;
+    }
+    const total = this.data.reduce((n, x) => n + x.count, 0);
+    this.info.textContent = `${total.toLocaleString()} of ${total.toLocaleString()} points in range · drag to zoom`;
+    this.draw();
   }
 
   aligned() {
