@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sacred-go/sacred/internal/readback/readbacktest"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -672,5 +675,61 @@ func TestCompare(t *testing.T) {
 	}
 	if code := getJSON(t, ts.URL+"/api/compare?ids=1,9", &res); code != 404 {
 		t.Errorf("a missing run: %d", code)
+	}
+}
+
+func TestZipAndFiles(t *testing.T) {
+	r := fixtureRun("1", 0.1, observer.StatusCompleted)
+	r.Artifacts = []string{"../../evil.txt", "/abs/model.txt", "plots/a.png"}
+	r.Experiment.Sources = []observer.Source{{Name: "train.py"}}
+	mem := &readbacktest.Memory{RunList: []*observer.Run{r}, Files: map[string]string{
+		readbacktest.Key("artifact", "1", "../../evil.txt"): "e",
+		readbacktest.Key("artifact", "1", "/abs/model.txt"): "m",
+		readbacktest.Key("source", "1", "train.py"):         "print(1)\n",
+	}}
+	s, err := New(Options{Stores: []Store{{Label: "mem", Reader: mem}}, Refresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	res, err := http.Get(ts.URL + "/api/files.zip?id=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	want := []string{"run-1/run.json", "run-1/config.json", "run-1/info.json", "run-1/metrics.json", "run-1/cout.txt",
+		"run-1/artifacts/evil.txt", "run-1/artifacts/abs/model.txt", "run-1/artifacts/plots/a.png.missing.txt"}
+	if !slices.Equal(names, want) {
+		t.Errorf("zip entries:\n%q\nwant\n%q", names, want)
+	}
+	for _, c := range []struct {
+		q    string
+		code int
+		body string
+	}{
+		{"/api/source?id=1&name=train.py", 200, "print(1)\n"},
+		{"/api/source?id=1&name=../train.py", 404, ""},
+		{"/api/resource?id=1&path=/etc/passwd", 404, ""},
+	} {
+		res, err := http.Get(ts.URL + c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.code || (c.body != "" && string(b) != c.body) {
+			t.Errorf("%s: %d %q", c.q, res.StatusCode, b)
+		}
 	}
 }
