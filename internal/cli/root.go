@@ -13,6 +13,8 @@ import (
 	"github.com/sacred-go/sacred/internal/cli/filescmd"
 	"github.com/sacred-go/sacred/internal/cli/logcmd"
 	"github.com/sacred-go/sacred/internal/cli/lscmd"
+	"github.com/sacred-go/sacred/internal/cli/reapcmd"
+	"github.com/sacred-go/sacred/internal/cli/reruncmd"
 	"github.com/sacred-go/sacred/internal/cli/runcmd"
 	"github.com/sacred-go/sacred/internal/cli/showcmd"
 	"github.com/sacred-go/sacred/internal/cli/storeflags"
@@ -41,7 +43,7 @@ var Version = "dev"
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil),
 		lscmd.NewCmdLs(f, nil), showcmd.NewCmdShow(f, nil), filescmd.NewCmdFiles(f, nil),
-		comparecmd.NewCmdCompare(f, nil), uicmd.NewCmdUI(f, nil))
+		comparecmd.NewCmdCompare(f, nil), uicmd.NewCmdUI(f, nil), reapcmd.NewCmdReap(f, nil), reruncmd.NewCmdRerun(f, nil))
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for

@@ -196,6 +196,9 @@ type Meta struct {
 	NamedConfigs  []string
 	// QueueTime is set for queued runs only.
 	QueueTime *time.Time
+	// RerunOf names the run this one runs again (sacred rerun); nil
+	// otherwise. Stores record it as meta.rerun_of.
+	RerunOf *RunRef
 }
 
 // MetricPoint is one logged scalar.

@@ -96,7 +96,11 @@ type RunOptions struct {
 	// Argv is the command.
 	Argv []string
 
+	// Cwd is where the command runs: the working directory, or for
+	// sacred rerun the one the original ran in.
 	Cwd string
+	// RerunOf names the run that sacred rerun runs again (meta.rerun_of).
+	RerunOf *observer.RunRef
 	// Env is the child's environment before the runner adds SACRED_RUN_ID
 	// and the others: ours without the observers' settings.
 	Env            []string
@@ -282,6 +286,7 @@ func (o *RunOptions) run(lg *logger) int {
 		Comment:       o.Comment,
 		ConfigUpdates: o.ConfigUpdates,
 		NamedConfigs:  o.NamedConfigs,
+		RerunOf:       o.RerunOf,
 	}
 	if meta.NamedConfigs == nil {
 		meta.NamedConfigs = []string{}
@@ -299,6 +304,15 @@ func (o *RunOptions) run(lg *logger) int {
 		Meta:       meta,
 	}
 	lg.debugf("command %s", meta.Command)
+	// The command runs in o.Cwd. The observers are open by now, so values
+	// given relative to the working directory were read against it.
+	if wd, err := os.Getwd(); err != nil || wd != o.Cwd {
+		if err := os.Chdir(o.Cwd); err != nil {
+			lg.errorf("cannot run the command in %s: %v", o.Cwd, err)
+			closeObservers(obs)
+			return runner.ExitSetupFailed
+		}
+	}
 	// The wrapper's own messages honour -l; the runner's warnings always show.
 	return runner.Run(runner.Config{
 		Argv:            o.Argv,
@@ -376,6 +390,16 @@ func (o *RunOptions) buildObservers(lg *logger) ([]observer.Observer, int) {
 		lg.infof("--journal: no observer of this run talks to a server, so none is journaled (name one to journal it anyway, e.g. --journal=file_storage)")
 	}
 	return obs, 0
+}
+
+// closeObservers closes observers that were opened for a run that does not
+// start.
+func closeObservers(obs []observer.Observer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ob := range obs {
+		_ = ob.Close(ctx)
+	}
 }
 
 // defaultKind is the observer used when none is given: file storage,

@@ -78,6 +78,11 @@ type Store struct {
 	Label  string
 	Kind   observer.Kind
 	Reader observer.Reader
+	// Value is the store's value as given (it may hold a password), and
+	// Settings the kinds' settings, for a command that also writes to the
+	// store (sacred reap opens an observer with them).
+	Value    string
+	Settings observer.Settings
 }
 
 // Close closes the readers of stores.
@@ -164,7 +169,7 @@ func (s *Flags) Open(ctx context.Context, f *cmdutil.Factory, c *cobra.Command) 
 		if labels[label] > 1 {
 			label = flagName(w.kind) + " " + label
 		}
-		stores = append(stores, Store{Label: label, Kind: w.kind, Reader: r})
+		stores = append(stores, Store{Label: label, Kind: w.kind, Reader: r, Value: w.value, Settings: settings})
 	}
 	return stores, nil
 }

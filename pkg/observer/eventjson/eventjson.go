@@ -155,6 +155,8 @@ type Meta struct {
 	ConfigUpdates map[string]any `json:"config_updates"`
 	NamedConfigs  []string       `json:"named_configs"`
 	QueueTime     *Time          `json:"queue_time"`
+	// RerunOf is set for a run of sacred rerun only.
+	RerunOf *observer.RunRef `json:"rerun_of,omitempty"`
 }
 
 // Output is the output new in a heartbeat: bytes [From, To) of the whole
@@ -215,7 +217,7 @@ func Start(event string, seq int64, ev *observer.StartEvent) *Document {
 			Command: ev.Meta.Command, Argv: nonNil(ev.Meta.Argv), Cwd: ev.Meta.Cwd,
 			Options: Sanitize(ev.Meta.Options).(map[string]any), Comment: ev.Meta.Comment,
 			Priority: ev.Meta.Priority, ConfigUpdates: Sanitize(ev.Meta.ConfigUpdates).(map[string]any),
-			NamedConfigs: nonNil(ev.Meta.NamedConfigs),
+			NamedConfigs: nonNil(ev.Meta.NamedConfigs), RerunOf: ev.Meta.RerunOf,
 		},
 	}
 	if ev.Meta.QueueTime != nil {

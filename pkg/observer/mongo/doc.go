@@ -259,6 +259,9 @@ func metaDoc(m *observer.Meta, token string) bson.D {
 	if m.Cwd != "" {
 		d = append(d, bson.E{Key: "cwd", Value: m.Cwd})
 	}
+	if r := m.RerunOf; r != nil {
+		d = append(d, bson.E{Key: "rerun_of", Value: bson.D{{Key: "kind", Value: r.Kind}, {Key: "store", Value: r.Store}, {Key: "id", Value: r.ID}}})
+	}
 	if token != "" {
 		d = append(d, bson.E{Key: "start_token", Value: token})
 	}

@@ -409,6 +409,9 @@ func meta(d bson.Raw) observer.Meta {
 	if t := timeOf(d.Lookup("queue_time")); !t.IsZero() {
 		m.QueueTime = &t
 	}
+	if r, ok := d.Lookup("rerun_of").DocumentOK(); ok {
+		m.RerunOf = observer.RunRefOf(mapOf(r))
+	}
 	return m
 }
 

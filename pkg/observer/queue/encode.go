@@ -284,6 +284,9 @@ func encodeStart(ev *observer.StartEvent, blobs []uint64) doc {
 	if m.QueueTime != nil {
 		meta["queue_time"] = m.QueueTime.UnixNano()
 	}
+	if m.RerunOf != nil {
+		meta["rerun_of"] = doc{"kind": m.RerunOf.Kind, "store": m.RerunOf.Store, "id": m.RerunOf.ID}
+	}
 	d := doc{
 		"id":      ev.ID,
 		"command": ev.Command,
@@ -371,6 +374,10 @@ func decodeStart(d doc) (*startRecord, error) {
 	}
 	if q := m.time("queue_time"); !q.IsZero() {
 		ev.Meta.QueueTime = &q
+	}
+	if r := m.sub("rerun_of"); len(r.d) > 0 {
+		ev.Meta.RerunOf = &observer.RunRef{Kind: r.str("kind"), Store: r.str("store"), ID: r.str("id")}
+		m.merge(r)
 	}
 	f.merge(m)
 

@@ -25,17 +25,6 @@ import (
 // opened once it is back.
 type Opener func(ctx context.Context) (observer.Observer, error)
 
-// Resumer is implemented by a store that can go on recording a run that
-// another process started there: when `sacred sync` replays the rest of a
-// journal whose start the store already recorded, Resume takes the place
-// of Started on the fresh observer, for the run with id ev.ID. The next
-// Heartbeat's From is where the output that store acknowledged ends. A
-// store without it gets only whole runs from a journal (see
-// docs/observers/queue.md).
-type Resumer interface {
-	Resume(ctx context.Context, ev *observer.StartEvent) error
-}
-
 // maxSpanPoints bounds the metric points handed to the store in one
 // LogMetrics when the worker catches up (as the runner's backlog does).
 const maxSpanPoints = 100_000
@@ -315,7 +304,7 @@ func (w *worker) ensureOpen(ctx context.Context) bool {
 // started in the store.
 func (w *worker) resume(ctx context.Context) bool {
 	inner := w.innerObserver()
-	r, ok := observer.As[Resumer](inner)
+	r, ok := observer.As[observer.Resumer](inner)
 	if !ok {
 		w.block(fmt.Errorf("%s cannot go on with run %s, whose start an earlier process recorded there (the observer cannot resume a run); the journal keeps the rest of the run: replay it into another store (sacred sync JOURNAL -F DIR) to keep it", w.name, w.st.ID))
 		return false
@@ -338,7 +327,8 @@ func (w *worker) resume(ctx context.Context) bool {
 			return false
 		}
 		w.setErr(err)
-		if isPermanent(err) || (!w.opt.Transient(err) && attempt >= w.opt.MaxAttempts) {
+		// A run the store no longer has is not coming back.
+		if isPermanent(err) || errors.Is(err, observer.ErrNotFound) || (!w.opt.Transient(err) && attempt >= w.opt.MaxAttempts) {
 			w.block(fmt.Errorf("%s could not resume run %s: %w", w.name, w.st.ID, err))
 			return false
 		}

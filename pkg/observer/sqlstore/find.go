@@ -225,7 +225,7 @@ func (r *Reader) overlay(run *observer.Run, command, ex, host, meta, result, tra
 			return r.wrap("decode meta", err)
 		}
 		run.Meta = observer.Meta{Command: m.Command, Argv: m.Argv, Cwd: m.Cwd, Options: m.Options,
-			Comment: m.Comment, Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs}
+			Comment: m.Comment, Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs, RerunOf: m.RerunOf}
 		if m.QueueTime != "" {
 			var t dbTime
 			if t.parse(m.QueueTime) == nil {

@@ -222,15 +222,16 @@ type extraHost struct {
 }
 
 type extraMeta struct {
-	Command       string         `json:"command"`
-	Argv          []string       `json:"argv,omitempty"`
-	Cwd           string         `json:"cwd,omitempty"`
-	Options       map[string]any `json:"options,omitempty"`
-	Comment       string         `json:"comment,omitempty"`
-	Priority      *float64       `json:"priority,omitempty"`
-	ConfigUpdates map[string]any `json:"config_updates,omitempty"`
-	NamedConfigs  []string       `json:"named_configs,omitempty"`
-	QueueTime     string         `json:"queue_time,omitempty"`
+	Command       string           `json:"command"`
+	Argv          []string         `json:"argv,omitempty"`
+	Cwd           string           `json:"cwd,omitempty"`
+	Options       map[string]any   `json:"options,omitempty"`
+	Comment       string           `json:"comment,omitempty"`
+	Priority      *float64         `json:"priority,omitempty"`
+	ConfigUpdates map[string]any   `json:"config_updates,omitempty"`
+	NamedConfigs  []string         `json:"named_configs,omitempty"`
+	QueueTime     string           `json:"queue_time,omitempty"`
+	RerunOf       *observer.RunRef `json:"rerun_of,omitempty"`
 }
 
 // exInfo is the experiment as run_extra keeps it, strings escaped for
@@ -292,6 +293,9 @@ func (o *Observer) insertExtra(ctx context.Context, tx *sql.Tx, id string, ev *o
 	m := ev.Meta
 	em := extraMeta{Command: esc(m.Command), Argv: escAll(m.Argv), Cwd: esc(m.Cwd), Options: m.Options,
 		Comment: esc(m.Comment), Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: escAll(m.NamedConfigs)}
+	if r := m.RerunOf; r != nil {
+		em.RerunOf = &observer.RunRef{Kind: esc(r.Kind), Store: esc(r.Store), ID: esc(r.ID)}
+	}
 	if needsPrep(em.Options) {
 		em.Options = prep(em.Options).(map[string]any)
 	}

@@ -253,6 +253,11 @@ func metaJSON(m *observer.Meta) ([]byte, error) {
 	if m.Cwd != "" {
 		o.str("cwd", m.Cwd)
 	}
+	if m.RerunOf != nil {
+		if err := o.value("rerun_of", m.RerunOf.Map()); err != nil {
+			return nil, err
+		}
+	}
 	return o.bytes(), nil
 }
 

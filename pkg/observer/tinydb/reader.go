@@ -323,6 +323,7 @@ func readMeta(m map[string]any) observer.Meta {
 	if t := timeOf(m["queue_time"]); !t.IsZero() {
 		meta.QueueTime = &t
 	}
+	meta.RerunOf = observer.RunRefOf(m["rerun_of"])
 	return meta
 }
 

@@ -155,6 +155,7 @@ func readMeta(m map[string]any) observer.Meta {
 	if t := TimeOf(m["queue_time"]); !t.IsZero() {
 		meta.QueueTime = &t
 	}
+	meta.RerunOf = observer.RunRefOf(m["rerun_of"])
 	return meta
 }
 

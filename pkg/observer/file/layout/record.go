@@ -193,6 +193,9 @@ func MetaRecord(m *observer.Meta) map[string]any {
 	if m.Priority != nil {
 		out["priority"] = *m.Priority
 	}
+	if m.RerunOf != nil {
+		out["rerun_of"] = m.RerunOf.Map()
+	}
 	return out
 }
 
