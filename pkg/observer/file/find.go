@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/sacred-go/sacred/internal/readback"
@@ -47,44 +46,13 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 	slices.SortFunc(ids, layout.CompareIDs)
 
 	parts := runParts{config: req.Needs("config"), info: req.Needs("info"), metrics: req.Needs("metrics")}
-	runs := make([]*observer.Run, len(ids))
-	errs := make([]error, len(ids))
 	// A few readers at once: the files are small and mostly in the page
 	// cache, so this is about overlapping system calls with decoding.
-	workers := min(4, max(1, runtime.GOMAXPROCS(0)), len(ids))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte // reused: the decoder copies what it keeps
-			for i := range next {
-				runs[i], errs[i] = r.readRun(ids[i], parts, &buf)
-			}
-		}()
-	}
-	for i := range ids {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := runs[:0]
-	for i, run := range runs {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if run != nil {
-			out = append(out, run)
-		}
-	}
-	return out, nil
+	workers := min(4, max(1, runtime.GOMAXPROCS(0)))
+	return layout.ReadRuns(ctx, ids, workers, func() func(string) (*observer.Run, error) {
+		var buf []byte // reused: the decoder copies what it keeps
+		return func(id string) (*observer.Run, error) { return r.readRun(id, parts, &buf) }
+	})
 }
 
 // runParts are the files of a run directory to read besides run.json.
