@@ -18,7 +18,7 @@ var _ readback.FileOpener = (*Reader)(nil)
 // that run.json names (or, for a queued run of Python Sacred, the copy in
 // the run directory).
 func (r *Reader) OpenSource(ctx context.Context, id, name string) (io.ReadCloser, error) {
-	run, err := r.readRun(ctx, id, runParts{})
+	run, err := r.readRun(ctx, id, layout.Parts{})
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (r *Reader) OpenSource(ctx context.Context, id, name string) (io.ReadCloser
 // OpenResource implements readback.FileOpener: the copy in
 // PREFIX/_resources, found by its content-addressed name.
 func (r *Reader) OpenResource(ctx context.Context, id, file string) (io.ReadCloser, error) {
-	run, err := r.readRun(ctx, id, runParts{})
+	run, err := r.readRun(ctx, id, layout.Parts{})
 	if err != nil {
 		return nil, err
 	}

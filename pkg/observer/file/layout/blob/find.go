@@ -28,7 +28,7 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 	if err != nil {
 		return nil, err
 	}
-	parts := runParts{config: req.Needs("config"), info: req.Needs("info"), metrics: req.Needs("metrics")}
+	parts := layout.PartsFor(req.Needs)
 	return layout.ReadRuns(ctx, ids, findWorkers, func() func(string) (*observer.Run, error) {
 		return func(id string) (*observer.Run, error) {
 			run, err := r.readRun(ctx, id, parts)

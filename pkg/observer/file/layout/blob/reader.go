@@ -85,7 +85,7 @@ func (r *Reader) runDoc(ctx context.Context, id string) (map[string]any, error) 
 // Run reads one run: run.json, and config.json, info.json, metrics.json
 // and cout.txt when present.
 func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
-	run, err := r.readRun(ctx, id, runParts{config: true, info: true, metrics: true})
+	run, err := r.readRun(ctx, id, layout.AllParts)
 	if err != nil {
 		return nil, err
 	}
@@ -99,41 +99,17 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 	return run, nil
 }
 
-// runParts are the objects of a run to read besides run.json.
-type runParts struct{ config, info, metrics bool }
-
 // readRun reads run.json and the parts asked for; a run without run.json
 // is an error wrapping observer.ErrNotFound.
-func (r *Reader) readRun(ctx context.Context, id string, parts runParts) (*observer.Run, error) {
+func (r *Reader) readRun(ctx context.Context, id string, parts layout.Parts) (*observer.Run, error) {
 	doc, err := r.runDoc(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	run := layout.ReadRun(id, doc)
-	read := func(name string) (map[string]any, error) {
-		v, err := r.readJSON(ctx, r.prefix+id+"/"+name)
-		if err != nil {
-			return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
-		}
-		m, _ := v.(map[string]any)
-		return m, nil
-	}
-	if parts.config {
-		if run.Config, err = read(layout.ConfigFile); err != nil {
-			return nil, err
-		}
-	}
-	if parts.info {
-		if run.Info, err = read(layout.InfoFile); err != nil {
-			return nil, err
-		}
-	}
-	if parts.metrics {
-		m, err := read(layout.MetricsFile)
-		if err != nil {
-			return nil, err
-		}
-		run.Metrics = layout.ReadMetrics(m)
+	read := func(name string) (any, error) { return r.readJSON(ctx, r.prefix+id+"/"+name) }
+	if err := layout.ReadParts(run, parts, read); err != nil {
+		return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
 	}
 	return run, nil
 }
