@@ -72,7 +72,9 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 			ids[i] = f.rawID
 			byID[f.run.ID] = f.run
 		}
-		if err := r.findMetrics(ctx, ids, byID); err != nil {
+		filter := bson.D{{Key: "run_id", Value: bson.D{{Key: "$in", Value: ids}}}}
+		runOf := func(d bson.Raw) *observer.Run { return byID[idString(plain(d.Lookup("run_id")))] }
+		if err := r.readMetrics(ctx, filter, runOf); err != nil {
 			return nil, err
 		}
 	}
@@ -217,10 +219,11 @@ func (r *Reader) sourceFiles(ctx context.Context, runs []*observer.Run) error {
 	return nil
 }
 
-// findMetrics reads the metrics of the runs found with one find, in
-// the order of readMetrics: series by name, parts by number.
-func (r *Reader) findMetrics(ctx context.Context, ids bson.A, byID map[string]*observer.Run) error {
-	cur, err := r.metrics.Find(ctx, bson.D{{Key: "run_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+// readMetrics reads the metric documents filter selects, with one find,
+// into the run runOf names for each (nil: left out): series sorted by
+// name, each the points of its parts in the order of their numbers.
+func (r *Reader) readMetrics(ctx context.Context, filter bson.D, runOf func(doc bson.Raw) *observer.Run) error {
+	cur, err := r.metrics.Find(ctx, filter)
 	if err != nil {
 		return fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
 	}
@@ -232,7 +235,7 @@ func (r *Reader) findMetrics(ctx context.Context, ids bson.A, byID map[string]*o
 	parts := map[*observer.Run]map[string][]part{}
 	for cur.Next(ctx) {
 		d := cur.Current
-		run := byID[idString(plain(d.Lookup("run_id")))]
+		run := runOf(d)
 		if run == nil {
 			continue
 		}

@@ -138,8 +138,7 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	run.Metrics, err = r.readMetrics(ctx, runID)
-	if err != nil {
+	if err := r.readMetrics(ctx, bson.D{{Key: "run_id", Value: runID}}, func(bson.Raw) *observer.Run { return run }); err != nil {
 		return nil, err
 	}
 	return run, nil
@@ -169,62 +168,6 @@ func (r *Reader) output(ctx context.Context, runID bson.RawValue, id, inline str
 		return nil, fmt.Errorf("mongo: read the output of run %s: %w", id, r.cfg.scrub(err))
 	}
 	return b, nil
-}
-
-func (r *Reader) readMetrics(ctx context.Context, runID bson.RawValue) ([]observer.MetricSeries, error) {
-	cur, err := r.metrics.Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		return nil, fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
-	}
-	defer cur.Close(ctx)
-	type part struct {
-		n   int64
-		oid string
-		pts []observer.MetricPoint
-	}
-	byName := map[string][]part{}
-	var order []string
-	for cur.Next(ctx) {
-		d := cur.Current
-		name := str(d.Lookup("name"))
-		p := part{n: intOf(d.Lookup("part"))}
-		if oid, ok := d.Lookup("_id").ObjectIDOK(); ok {
-			p.oid = oid.Hex()
-		}
-		steps, _ := d.Lookup("steps").ArrayOK()
-		vals, _ := d.Lookup("values").ArrayOK()
-		times, _ := d.Lookup("timestamps").ArrayOK()
-		sv, vv, tv := values(steps), values(vals), values(times)
-		for i := range sv {
-			pt := observer.MetricPoint{Step: intOf(sv[i])}
-			if i < len(vv) {
-				pt.Value, _ = vv[i].AsFloat64OK()
-			}
-			if i < len(tv) {
-				pt.Time = timeOf(tv[i])
-			}
-			p.pts = append(p.pts, pt)
-		}
-		if _, ok := byName[name]; !ok {
-			order = append(order, name)
-		}
-		byName[name] = append(byName[name], p)
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
-	}
-	sort.Strings(order)
-	var out []observer.MetricSeries
-	for _, name := range order {
-		parts := byName[name]
-		sort.SliceStable(parts, func(i, j int) bool { return parts[i].n < parts[j].n })
-		s := observer.MetricSeries{Name: name}
-		for _, p := range parts {
-			s.Points = append(s.Points, p.pts...)
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }
 
 // Artifact opens the content of the last artifact of that name.
