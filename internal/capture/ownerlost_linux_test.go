@@ -2,11 +2,9 @@ package capture
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -60,28 +58,7 @@ func ownedRun(t *testing.T, mode Mode, owner *os.File, spoolDir string) *Capture
 func ownedRunScript(t *testing.T, mode Mode, owner *os.File, spoolDir, script string, nerr int) *Capture {
 	t.Helper()
 	stdout, stderr := tempFile(t, "out", 0), tempFile(t, "err", 0)
-	c, err := New(Options{Mode: mode, Stdout: stdout, Stderr: stderr, SpoolDir: spoolDir, SpoolFile: owner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	cmd := exec.Command("sh", "-c", script)
-	if err := c.Attach(cmd); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		c.Abort()
-		t.Fatal(err)
-	}
-	if err := c.Started(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	if err := c.Drain(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c := run(t, Options{Mode: mode, Stdout: stdout, Stderr: stderr, SpoolDir: spoolDir, SpoolFile: owner}, "sh", "-c", script)
 	if mode == ModePTY {
 		checkStreams(t, "passed-through output", fileBytes(t, stdout), nerr, true)
 	} else {
