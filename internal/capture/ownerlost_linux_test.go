@@ -2,17 +2,15 @@ package capture
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/sacred-go/sacred/internal/testutil"
 )
 
 // The child writes seqOut (digits and newlines) to stdout and errBytes
@@ -38,22 +36,6 @@ var twoStreams = fmt.Sprintf("seq 1 %d & head -c %d /dev/zero | tr '\\0' e >&2; 
 // pipe mode with splice, the zero-copy path).
 var stdoutOnly = fmt.Sprintf("seq 1 %d", seqN)
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, so that
-// writes beyond it fail with a real ENOSPC. It needs root: elsewhere the
-// test is skipped, except in CI.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount a tmpfs for a full disk: %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs for a full disk (%v; needs root)", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
 // ownerFile creates the observer's empty output file in dir.
 func ownerFile(t *testing.T, dir string) *os.File {
 	t.Helper()
@@ -76,28 +58,7 @@ func ownedRun(t *testing.T, mode Mode, owner *os.File, spoolDir string) *Capture
 func ownedRunScript(t *testing.T, mode Mode, owner *os.File, spoolDir, script string, nerr int) *Capture {
 	t.Helper()
 	stdout, stderr := tempFile(t, "out", 0), tempFile(t, "err", 0)
-	c, err := New(Options{Mode: mode, Stdout: stdout, Stderr: stderr, SpoolDir: spoolDir, SpoolFile: owner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	cmd := exec.Command("sh", "-c", script)
-	if err := c.Attach(cmd); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		c.Abort()
-		t.Fatal(err)
-	}
-	if err := c.Started(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	if err := c.Drain(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c := run(t, Options{Mode: mode, Stdout: stdout, Stderr: stderr, SpoolDir: spoolDir, SpoolFile: owner}, "sh", "-c", script)
 	if mode == ModePTY {
 		checkStreams(t, "passed-through output", fileBytes(t, stdout), nerr, true)
 	} else {
@@ -153,7 +114,7 @@ func TestHardening10OwnerFileDiskFull(t *testing.T) {
 			t.Run(m.name+"/"+streams.name, func(t *testing.T) {
 				withSplice(t, m.splice)
 				nerr := streams.nerr
-				owner := ownerFile(t, mountTmpfs(t, 256<<10))
+				owner := ownerFile(t, testutil.Tmpfs(t, 256<<10))
 				c := ownedRunScript(t, m.mode, owner, t.TempDir(), streams.script, nerr)
 				if err := c.Err(); err != nil {
 					t.Fatalf("Err() = %v; want nil (the private spool took over)", err)
@@ -195,8 +156,8 @@ func TestHardening10OwnerAndSpoolDiskFull(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			withSplice(t, m.splice)
-			owner := ownerFile(t, mountTmpfs(t, 256<<10))
-			c := ownedRun(t, m.mode, owner, mountTmpfs(t, 512<<10))
+			owner := ownerFile(t, testutil.Tmpfs(t, 256<<10))
+			c := ownedRun(t, m.mode, owner, testutil.Tmpfs(t, 512<<10))
 			from, lost := c.OwnerLost()
 			if !errors.Is(lost, syscall.ENOSPC) {
 				t.Fatalf("OwnerLost() = %d, %v; want ENOSPC", from, lost)
@@ -222,7 +183,7 @@ func TestHardening10OwnerAndSpoolDiskFull(t *testing.T) {
 // record stops where the file stopped, and Err says so.
 func TestOwnerFileFullNoSpoolDir(t *testing.T) {
 	withSplice(t, false)
-	owner := ownerFile(t, mountTmpfs(t, 256<<10))
+	owner := ownerFile(t, testutil.Tmpfs(t, 256<<10))
 	c := ownedRun(t, ModePipe, owner, filepath.Join(t.TempDir(), "missing"))
 	from, lost := c.OwnerLost()
 	if !errors.Is(lost, syscall.ENOSPC) {

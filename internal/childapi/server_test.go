@@ -1,7 +1,6 @@
 package childapi
 
 import (
-	"bytes"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
@@ -15,26 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
-
-// syncBuf is a bytes.Buffer safe for the server's concurrent warnings.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // events records what the server reported through the callbacks.
 type events struct {
@@ -65,14 +47,14 @@ func (e *events) resource(ev observer.ResourceEvent) {
 
 type fixture struct {
 	s    *Server
-	warn *syncBuf
+	warn *testutil.SyncBuffer
 	ev   *events
 	cwd  string
 }
 
 func newServer(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{warn: &syncBuf{}, ev: &events{}, cwd: t.TempDir()}
+	f := &fixture{warn: &testutil.SyncBuffer{}, ev: &events{}, cwd: t.TempDir()}
 	o := Options{
 		Dir:        t.TempDir(),
 		Cwd:        f.cwd,

@@ -1,11 +1,12 @@
 package query
 
 import (
-	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/sacred-go/sacred/internal/jsonval"
 )
 
 // class is the type of a value as the language sees it.
@@ -29,34 +30,6 @@ func norm(v any) any {
 	switch x := v.(type) {
 	case nil, float64, string, bool, time.Time, map[string]any, []any:
 		return x
-	case int:
-		return float64(x)
-	case int8:
-		return float64(x)
-	case int16:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint:
-		return float64(x)
-	case uint8:
-		return float64(x)
-	case uint16:
-		return float64(x)
-	case uint32:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	case float32:
-		return float64(x)
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
-			return x.String()
-		}
-		return f
 	case []string:
 		l := make([]any, len(x))
 		for i, s := range x {
@@ -70,7 +43,7 @@ func norm(v any) any {
 		}
 		return m
 	}
-	return v
+	return jsonval.Number(v)
 }
 
 func classOf(v any) class {

@@ -9,29 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/sacred-go/sacred/internal/testutil"
 )
 
 // Regression tests of issue 8 for file storage and the collectors, through
 // the real binary.
 
-// tinyDisk mounts a tmpfs of size bytes on a new directory: a disk that
-// fills up for real (ENOSPC). It needs root; without it the test skips.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (%v): needs root", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
 // A run whose -F disk fills up ends with its final status recorded, and
 // the file store says, in one line, what the record lacks and why; the
 // child's exit code is kept.
 func TestHardening10FileStoreDiskFull(t *testing.T) {
-	disk := tinyDisk(t, "1m")
+	disk := testutil.Tmpfs(t, 1<<20)
 	dir := t.TempDir()
 	script := `set -e
 sacred log info before 1

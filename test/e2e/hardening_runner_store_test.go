@@ -5,9 +5,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -29,43 +27,16 @@ import (
 // the server is absent.
 func freshPostgres(t *testing.T) (string, *sql.DB) {
 	t.Helper()
-	admin := os.Getenv("SACRED_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = "postgresql://postgres@127.0.0.1:5432/test"
-	}
-	adb, err := sql.Open("pgx", admin)
-	if err == nil {
-		err = adb.Ping()
-	}
+	pgURL, err := postgresDB(t, "sacred_runner_")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL unreachable in CI: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable: %v", err)
+		t.Skip(err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "sacred_runner_" + hex.EncodeToString(b[:])
-	if _, err := adb.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	u, err := url.Parse(admin)
+	db, err := sql.Open("pgx", pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Path = "/" + name
-	db, err := sql.Open("pgx", u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if _, err := adb.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-		adb.Close()
-	})
-	return u.String(), db
+	t.Cleanup(func() { db.Close() })
+	return pgURL, db
 }
 
 // tcpProxy forwards connections to a server. pause stops forwarding bytes

@@ -318,10 +318,24 @@ func TestObjstoreEndpointStoppedMidRun(t *testing.T) {
 		})
 		s.stop()
 		release(t, fifo1)
-		// A beat failed while the store was away.
-		for line := range lines {
-			if strings.Contains(line, "failed") {
-				break
+		// A call failed while the store was away: the runner says so (and
+		// keeps the data). A minute bounds a hang, it is no timed assertion.
+		giveUp := time.After(time.Minute)
+	waitFailure:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatal("the wrapper ended before the store was back")
+				}
+				if strings.Contains(line, "could not record") {
+					break waitFailure
+				}
+			case <-giveUp:
+				mu.Lock()
+				text := errText.String()
+				mu.Unlock()
+				t.Fatalf("no call failed in a minute with the store away; stderr:\n%s", text)
 			}
 		}
 		s.start()

@@ -28,35 +28,12 @@ import (
 func sqlURLs(t *testing.T) map[string]string {
 	t.Helper()
 	urls := map[string]string{"sqlite": "sqlite:///" + filepath.Join(t.TempDir(), "runs.db")}
-	admin := os.Getenv("SACRED_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = "postgresql://postgres@127.0.0.1:5432/test"
-	}
-	db, err := sql.Open("pgx", strings.Replace(admin, "postgresql+psycopg2://", "postgresql://", 1))
-	if err == nil {
-		err = db.Ping()
-	}
+	pg, err := postgresDB(t, "sacred_e2e_")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL unreachable in CI: %v", err)
-		}
-		t.Logf("PostgreSQL unreachable, testing SQLite only: %v", err)
+		t.Logf("testing SQLite only: %v", err)
 		return urls
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "sacred_e2e_" + hex.EncodeToString(b[:])
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-		db.Close()
-	})
-	i := strings.LastIndex(admin, "/")
-	urls["postgres"] = admin[:i+1] + name
+	urls["postgres"] = pg
 	if u := mysqlURL(t); u != "" {
 		urls["mysql"] = u
 	}

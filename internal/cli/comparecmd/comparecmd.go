@@ -5,7 +5,6 @@ package comparecmd
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"slices"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/internal/cli/runfmt"
 	"github.com/sacred-go/sacred/internal/cli/storeflags"
+	"github.com/sacred-go/sacred/internal/jsonval"
 	"github.com/sacred-go/sacred/internal/query"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -299,33 +299,5 @@ func flatten(prefix string, m map[string]any, out map[string]any) {
 // canonical is a value's JSON with every number as a float, so that 3
 // read back as an integer from one store equals 3.0 from another.
 func canonical(v any) []byte {
-	return runfmt.JSON(numbersAsFloats(v))
-}
-
-func numbersAsFloats(v any) any {
-	switch x := v.(type) {
-	case int64:
-		return float64(x)
-	case int:
-		return float64(x)
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
-			return string(x)
-		}
-		return f
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = numbersAsFloats(e)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = numbersAsFloats(e)
-		}
-		return out
-	}
-	return v
+	return runfmt.JSON(jsonval.Floats(v, nil))
 }

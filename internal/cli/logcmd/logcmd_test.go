@@ -16,29 +16,13 @@ import (
 
 	"github.com/sacred-go/sacred/internal/childapi"
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fakeRun struct {
 	s      *childapi.Server
-	warn   *syncBuf
+	warn   *testutil.SyncBuffer
 	mu     sync.Mutex
 	arts   []observer.ArtifactEvent
 	copies map[string]string
@@ -47,7 +31,7 @@ type fakeRun struct {
 
 func newRun(t testing.TB) *fakeRun {
 	t.Helper()
-	r := &fakeRun{warn: &syncBuf{}, copies: map[string]string{}}
+	r := &fakeRun{warn: &testutil.SyncBuffer{}, copies: map[string]string{}}
 	s, err := childapi.Listen(childapi.Options{
 		Dir:  t.TempDir(),
 		Warn: r.warn,

@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
@@ -107,7 +107,7 @@ func helper(t *testing.T, mode string) (cmdline, ctl string) {
 	return fmt.Sprintf("EXECOBS_MODE=%s EXECOBS_CTL='%s' exec '%s'", mode, ctl, exe), ctl
 }
 
-func open(t *testing.T, cmdline string, warn *syncBuffer) *Observer {
+func open(t *testing.T, cmdline string, warn *testutil.SyncBuffer) *Observer {
 	t.Helper()
 	s := observer.Settings{}
 	if warn != nil {
@@ -119,23 +119,6 @@ func open(t *testing.T, cmdline string, warn *syncBuffer) *Observer {
 	}
 	t.Cleanup(func() { o.Close(context.Background()) })
 	return o
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func within(d time.Duration) (context.Context, context.CancelFunc) {
@@ -189,7 +172,7 @@ func TestMisbehaving(t *testing.T) {
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			cmd, _ := helper(t, c.mode)
-			var warn syncBuffer
+			var warn testutil.SyncBuffer
 			o := open(t, cmd, &warn)
 			ev := observertest.StartEvent()
 			if c.mode == "ignore" {

@@ -12,13 +12,10 @@ package file
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/internal/storedir"
 )
 
 // Option is the flag name (without dashes) and the key in sacred.yaml and
@@ -69,22 +66,9 @@ type Config struct {
 // prefix is accepted and removed.
 func ParseConfig(value string) (Config, error) {
 	dir := strings.TrimPrefix(value, "file://")
-	if strings.TrimSpace(dir) == "" {
-		return Config{}, errors.New("file storage: the directory is empty (use -F DIR)")
-	}
-	if strings.ContainsRune(dir, 0) {
-		return Config{}, fmt.Errorf("file storage: the directory %q contains a NUL byte", dir)
-	}
-	abs, err := filepath.Abs(dir)
+	abs, err := storedir.Abs("file storage", "-F DIR", "", dir)
 	if err != nil {
-		return Config{}, fmt.Errorf("file storage: directory %q: %w", dir, err)
-	}
-	fi, err := os.Stat(abs)
-	switch {
-	case err == nil && !fi.IsDir():
-		return Config{}, fmt.Errorf("file storage: %s exists and is not a directory", dir)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return Config{}, fmt.Errorf("file storage: checking directory %s: %w", dir, err)
+		return Config{}, err
 	}
 	return Config{BaseDir: dir, Abs: abs}, nil
 }

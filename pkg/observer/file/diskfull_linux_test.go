@@ -9,21 +9,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/file/layout"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
-
-// tinyDisk mounts a tmpfs of the given size: a disk that really fills up.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (%v): needs root", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
 
 // fill takes the rest of the disk.
 func fill(t *testing.T, dir string) {
@@ -46,7 +36,7 @@ func fill(t *testing.T, dir string) {
 // could not write into cout.txt and the file store could not add either,
 // metric points, info, an artifact.
 func TestDiskFullEnd(t *testing.T) {
-	disk := tinyDisk(t, "512k")
+	disk := testutil.Tmpfs(t, 512<<10)
 	var warn bytes.Buffer
 	o := newObserver(t, disk, observer.Settings{Warn: &warn})
 	ev := observertest.StartEvent()
@@ -105,7 +95,7 @@ func TestDiskFullEnd(t *testing.T) {
 // When the disk frees up, the repeated calls (the retry decorator's) store
 // everything and nothing is reported lost.
 func TestDiskFullRecovers(t *testing.T) {
-	disk := tinyDisk(t, "512k")
+	disk := testutil.Tmpfs(t, 512<<10)
 	var warn bytes.Buffer
 	o := newObserver(t, disk, observer.Settings{Warn: &warn})
 	ev := observertest.StartEvent()

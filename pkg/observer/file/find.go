@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/sacred-go/sacred/internal/readback"
@@ -46,53 +45,19 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 	}
 	slices.SortFunc(ids, layout.CompareIDs)
 
-	parts := runParts{config: req.Needs("config"), info: req.Needs("info"), metrics: req.Needs("metrics")}
-	runs := make([]*observer.Run, len(ids))
-	errs := make([]error, len(ids))
+	parts := layout.PartsFor(req.Needs)
 	// A few readers at once: the files are small and mostly in the page
 	// cache, so this is about overlapping system calls with decoding.
-	workers := min(4, max(1, runtime.GOMAXPROCS(0)), len(ids))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte // reused: the decoder copies what it keeps
-			for i := range next {
-				runs[i], errs[i] = r.readRun(ids[i], parts, &buf)
-			}
-		}()
-	}
-	for i := range ids {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := runs[:0]
-	for i, run := range runs {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if run != nil {
-			out = append(out, run)
-		}
-	}
-	return out, nil
+	workers := min(4, max(1, runtime.GOMAXPROCS(0)))
+	return layout.ReadRuns(ctx, ids, workers, func() func(string) (*observer.Run, error) {
+		var buf []byte // reused: the decoder copies what it keeps
+		return func(id string) (*observer.Run, error) { return r.readRun(id, parts, &buf) }
+	})
 }
-
-// runParts are the files of a run directory to read besides run.json.
-type runParts struct{ config, info, metrics bool }
 
 // readRun reads run.json and the parts asked for; a directory without
 // run.json is no run (nil, nil). buf is a buffer to reuse, or nil.
-func (r *Reader) readRun(id string, parts runParts, buf *[]byte) (*observer.Run, error) {
+func (r *Reader) readRun(id string, parts layout.Parts, buf *[]byte) (*observer.Run, error) {
 	if layout.CheckID(id) != nil {
 		return nil, nil
 	}
@@ -118,29 +83,9 @@ func (r *Reader) readRun(id string, parts runParts, buf *[]byte) (*observer.Run,
 			src.Path = filepath.Join(r.dir, filepath.FromSlash(src.Path))
 		}
 	}
-	read := func(name string) (map[string]any, error) {
-		v, err := readJSONInto(filepath.Join(dir, name), buf)
-		if err != nil {
-			return nil, fmt.Errorf("file storage: run %s: %w", id, err)
-		}
-		return obj(v), nil
-	}
-	if parts.config {
-		if run.Config, err = read(layout.ConfigFile); err != nil {
-			return nil, err
-		}
-	}
-	if parts.info {
-		if run.Info, err = read(layout.InfoFile); err != nil {
-			return nil, err
-		}
-	}
-	if parts.metrics {
-		m, err := read(layout.MetricsFile)
-		if err != nil {
-			return nil, err
-		}
-		run.Metrics = layout.ReadMetrics(m)
+	read := func(name string) (any, error) { return readJSONInto(filepath.Join(dir, name), buf) }
+	if err := layout.ReadParts(run, parts, read); err != nil {
+		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
 	}
 	return run, nil
 }
@@ -148,10 +93,7 @@ func (r *Reader) readRun(id string, parts runParts, buf *[]byte) (*observer.Run,
 // OpenSource implements readback.FileOpener: the copy in _sources (or, for
 // a queued run, in the run directory).
 func (r *Reader) OpenSource(ctx context.Context, id, name string) (io.ReadCloser, error) {
-	run, err := r.readRun(id, runParts{}, nil)
-	if err == nil && run == nil {
-		err = fmt.Errorf("file storage: run %s: %w", id, observer.ErrNotFound)
-	}
+	run, err := r.mustReadRun(ctx, id, layout.Parts{})
 	if err != nil {
 		return nil, err
 	}
@@ -174,10 +116,7 @@ func (r *Reader) OpenSource(ctx context.Context, id, name string) (io.ReadCloser
 // OpenResource implements readback.FileOpener: the copy in _resources,
 // found by its content-addressed name.
 func (r *Reader) OpenResource(ctx context.Context, id, path string) (io.ReadCloser, error) {
-	run, err := r.readRun(id, runParts{}, nil)
-	if err == nil && run == nil {
-		err = fmt.Errorf("file storage: run %s: %w", id, observer.ErrNotFound)
-	}
+	run, err := r.mustReadRun(ctx, id, layout.Parts{})
 	if err != nil {
 		return nil, err
 	}

@@ -67,13 +67,6 @@ func (r *Reader) Runs(ctx context.Context) ([]string, error) {
 	return ids, ctx.Err()
 }
 
-func (r *Reader) runDir(id string) (string, error) {
-	if err := layout.CheckID(id); err != nil {
-		return "", fmt.Errorf("file storage: run %q: %w", id, observer.ErrNotFound)
-	}
-	return filepath.Join(r.dir, id), nil
-}
-
 // readJSON reads and decodes a JSON file; a missing file gives nil, nil.
 func readJSON(path string) (any, error) {
 	data, err := os.ReadFile(path)
@@ -93,49 +86,11 @@ func readJSON(path string) (any, error) {
 // Run reads one run. Only run.json is required; config.json, info.json,
 // metrics.json and cout.txt are read when present.
 func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	dir, err := r.runDir(id)
+	run, err := r.mustReadRun(ctx, id, layout.AllParts)
 	if err != nil {
 		return nil, err
 	}
-	v, err := readJSON(filepath.Join(dir, layout.RunFile))
-	if err != nil {
-		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
-	}
-	doc, ok := v.(map[string]any)
-	if !ok {
-		if v == nil {
-			return nil, fmt.Errorf("file storage: run %s: %w", id, observer.ErrNotFound)
-		}
-		return nil, fmt.Errorf("file storage: run %s: run.json is not an object", id)
-	}
-	run := layout.ReadRun(id, doc)
-	for i := range run.Experiment.Sources {
-		// Stored copies are recorded relative to BASEDIR.
-		src := &run.Experiment.Sources[i]
-		if src.Path != "" && !filepath.IsAbs(src.Path) {
-			src.Path = filepath.Join(r.dir, filepath.FromSlash(src.Path))
-		}
-	}
-
-	for _, f := range []struct {
-		name string
-		dst  *map[string]any
-	}{{layout.ConfigFile, &run.Config}, {layout.InfoFile, &run.Info}} {
-		v, err := readJSON(filepath.Join(dir, f.name))
-		if err != nil {
-			return nil, fmt.Errorf("file storage: run %s: %w", id, err)
-		}
-		*f.dst = obj(v)
-	}
-	mv, err := readJSON(filepath.Join(dir, layout.MetricsFile))
-	if err != nil {
-		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
-	}
-	run.Metrics = layout.ReadMetrics(obj(mv))
-	run.Output, err = os.ReadFile(filepath.Join(dir, layout.CoutFile))
+	run.Output, err = os.ReadFile(filepath.Join(r.dir, id, layout.CoutFile))
 	if err != nil && !isNotExist(err) {
 		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
 	}
@@ -145,27 +100,28 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 	return run, nil
 }
 
-// Artifact opens an artifact listed in the run's run.json.
-func (r *Reader) Artifact(ctx context.Context, id, name string) (io.ReadCloser, error) {
+// mustReadRun is readRun for a run that must exist.
+func (r *Reader) mustReadRun(ctx context.Context, id string, parts layout.Parts) (*observer.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dir, err := r.runDir(id)
+	run, err := r.readRun(id, parts, nil)
+	if err == nil && run == nil {
+		err = fmt.Errorf("file storage: run %s: %w", id, observer.ErrNotFound)
+	}
+	return run, err
+}
+
+// Artifact opens an artifact listed in the run's run.json.
+func (r *Reader) Artifact(ctx context.Context, id, name string) (io.ReadCloser, error) {
+	run, err := r.mustReadRun(ctx, id, layout.Parts{})
 	if err != nil {
 		return nil, err
 	}
-	v, err := readJSON(filepath.Join(dir, layout.RunFile))
-	if err != nil {
-		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
-	}
-	doc, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("file storage: run %s: %w", id, observer.ErrNotFound)
-	}
-	if !slices.Contains(layout.ReadRun(id, doc).Artifacts, name) {
+	if !slices.Contains(run.Artifacts, name) {
 		return nil, fmt.Errorf("file storage: run %s has no artifact %q: %w", id, name, observer.ErrNotFound)
 	}
-	path, err := artifactPath(dir, name)
+	path, err := artifactPath(filepath.Join(r.dir, id), name)
 	if err != nil {
 		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
 	}
@@ -177,9 +133,4 @@ func (r *Reader) Artifact(ctx context.Context, id, name string) (io.ReadCloser, 
 		return nil, fmt.Errorf("file storage: run %s: %w", id, err)
 	}
 	return f, nil
-}
-
-func obj(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
 }

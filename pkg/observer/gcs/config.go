@@ -13,7 +13,6 @@ package gcs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -65,31 +64,22 @@ func (c *Config) URL() string { return "gs://" + c.Bucket + "/" + strings.TrimSu
 // connects nowhere. A URL that carries credentials or a query (a signed
 // URL) is refused, and its secret is not repeated.
 func ParseConfig(value string) (*Config, error) {
-	rest := value
-	if i := strings.Index(value, "://"); i >= 0 {
-		if scheme := strings.ToLower(value[:i]); scheme != "gs" {
-			return nil, fmt.Errorf("GCS: the URL must start with gs:// (for another endpoint give gs://BUCKET/PREFIX and --%s)", FlagEndpoint)
-		}
-		rest = value[i+3:]
-	}
-	if strings.ContainsAny(rest, "?#") {
-		return nil, errors.New("GCS: the URL must not have a query or fragment (a signed URL is no store: give gs://BUCKET/PREFIX and the credentials through GOOGLE_APPLICATION_CREDENTIALS)")
-	}
-	bucket, prefix, _ := strings.Cut(rest, "/")
-	if strings.Contains(bucket, "@") {
-		return nil, errors.New("GCS: the URL must not hold credentials: give them through GOOGLE_APPLICATION_CREDENTIALS or application default credentials")
-	}
-	if bucket == "" {
-		return nil, errors.New("GCS: the URL has no bucket (use --gcs gs://BUCKET/PREFIX)")
-	}
-	if err := checkBucketName(bucket); err != nil {
+	bucket, prefix, err := urlRules.Parse(value)
+	if err != nil {
 		return nil, err
 	}
-	p, err := blob.CleanPrefix(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("GCS: %w", err)
-	}
-	return &Config{Bucket: bucket, Prefix: p}, nil
+	return &Config{Bucket: bucket, Prefix: prefix}, nil
+}
+
+// urlRules read the value; the messages say what to do in this store's terms.
+var urlRules = blob.URLRules{
+	Title:       "GCS",
+	Scheme:      "gs",
+	BadScheme:   "the URL must start with gs:// (for another endpoint give gs://BUCKET/PREFIX and --" + FlagEndpoint + ")",
+	Query:       "the URL must not have a query or fragment (a signed URL is no store: give gs://BUCKET/PREFIX and the credentials through GOOGLE_APPLICATION_CREDENTIALS)",
+	Credentials: "the URL must not hold credentials: give them through GOOGLE_APPLICATION_CREDENTIALS or application default credentials",
+	NoBucket:    "the URL has no bucket (use --gcs gs://BUCKET/PREFIX)",
+	CheckBucket: checkBucketName,
 }
 
 // checkBucketName applies Cloud Storage's rules for bucket names: 3 to 63
@@ -116,21 +106,4 @@ func checkBucketName(b string) error {
 
 // Redact returns value without user information, query or fragment,
 // where credentials and signatures would be.
-func Redact(value string) string {
-	v := value
-	if i := strings.IndexAny(v, "?#"); i >= 0 {
-		v = v[:i]
-	}
-	start := 0
-	if i := strings.Index(v, "://"); i >= 0 {
-		start = i + 3
-	}
-	host := v[start:]
-	if j := strings.IndexByte(host, '/'); j >= 0 {
-		host = host[:j]
-	}
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		v = v[:start] + v[start+at+1:]
-	}
-	return v
-}
+func Redact(value string) string { return blob.RedactURL(value) }

@@ -44,44 +44,23 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 	type found struct {
 		run   *observer.Run
 		rawID bson.RawValue
-		num   int64
-		isNum bool
+		key   runKey
 	}
 	var fs []found
 	for cur.Next(ctx) {
-		raw := cur.Current
-		id := raw.Lookup("_id")
-		f := found{rawID: id}
-		switch id.Type {
-		case bson.TypeInt32:
-			f.num, f.isNum = int64(id.Int32()), true
-		case bson.TypeInt64:
-			f.num, f.isNum = id.Int64(), true
-		case bson.TypeDouble:
-			f.num, f.isNum = int64(id.Double()), true
-		}
-		f.run = runOfDoc(idString(plain(id)), raw)
-		// The cursor's buffer is reused: keep a copy of the id.
-		f.rawID = bson.RawValue{Type: id.Type, Value: append([]byte(nil), id.Value...)}
-		fs = append(fs, f)
+		id := cur.Current.Lookup("_id")
+		run := runOfDoc(idString(plain(id)), cur.Current)
+		fs = append(fs, found{
+			run: run,
+			// The cursor's buffer is reused: keep a copy of the id.
+			rawID: bson.RawValue{Type: id.Type, Value: append([]byte(nil), id.Value...)},
+			key:   keyOf(id, run.StartTime),
+		})
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("mongo: find runs: %w", r.cfg.scrub(err))
 	}
-	// The order of Runs: numeric ids first, then the others by start.
-	sort.SliceStable(fs, func(i, j int) bool {
-		a, b := fs[i], fs[j]
-		if a.isNum != b.isNum {
-			return a.isNum
-		}
-		if a.isNum {
-			return a.num < b.num
-		}
-		if !a.run.StartTime.Equal(b.run.StartTime) {
-			return a.run.StartTime.Before(b.run.StartTime)
-		}
-		return a.run.ID < b.run.ID
-	})
+	sort.SliceStable(fs, func(i, j int) bool { return fs[i].key.less(fs[j].key) })
 	runs := make([]*observer.Run, len(fs))
 	for i, f := range fs {
 		runs[i] = f.run
@@ -93,12 +72,14 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 			ids[i] = f.rawID
 			byID[f.run.ID] = f.run
 		}
-		if err := r.findMetrics(ctx, ids, byID); err != nil {
+		filter := bson.D{{Key: "run_id", Value: bson.D{{Key: "$in", Value: ids}}}}
+		runOf := func(d bson.Raw) *observer.Run { return byID[idString(plain(d.Lookup("run_id")))] }
+		if err := r.readMetrics(ctx, filter, runOf); err != nil {
 			return nil, err
 		}
 	}
 	if req.Needs("experiment") {
-		if err := r.sourceMD5s(ctx, runs); err != nil {
+		if err := r.sourceFiles(ctx, runs); err != nil {
 			return nil, err
 		}
 	}
@@ -106,7 +87,8 @@ func (r *Reader) Find(ctx context.Context, req *readback.Request) ([]*observer.R
 }
 
 // runOfDoc reads a runs document, all of it but the output, the metrics
-// and the md5s of the sources (each a round trip of its own).
+// and what GridFS knows of the sources (each a round trip of its own: see
+// sourceFiles).
 func runOfDoc(id string, raw bson.Raw) *observer.Run {
 	run := &observer.Run{ID: id}
 	run.Status = str(raw.Lookup("status"))
@@ -135,7 +117,7 @@ func runOfDoc(id string, raw bson.Raw) *observer.Run {
 				name, ref := pairOf(v)
 				s := observer.Source{Name: str(name)}
 				if oid, ok := ref.ObjectIDOK(); ok {
-					s.Path = oid.Hex() // the GridFS id, until sourceMD5s
+					s.Path = oid.Hex() // the GridFS id, until sourceFiles
 				} else {
 					s.MD5 = str(ref)
 				}
@@ -182,9 +164,11 @@ func runOfDoc(id string, raw bson.Raw) *observer.Run {
 	return run
 }
 
-// sourceMD5s fills the md5 and file name of every source stored in
-// GridFS, with one find over the files.
-func (r *Reader) sourceMD5s(ctx context.Context, runs []*observer.Run) error {
+// sourceFiles fills in what GridFS knows of every source stored there
+// (file name, md5, size; a placeholder's omitted size), with one find
+// over the files for all the runs. A source whose file is gone keeps
+// neither path nor md5.
+func (r *Reader) sourceFiles(ctx context.Context, runs []*observer.Run) error {
 	var oids bson.A
 	seen := map[string]bool{}
 	for _, run := range runs {
@@ -197,7 +181,7 @@ func (r *Reader) sourceMD5s(ctx context.Context, runs []*observer.Run) error {
 			}
 		}
 	}
-	files := map[string][2]string{}
+	files := map[string]observer.Source{}
 	if len(oids) > 0 {
 		cur, err := r.files.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: oids}}}})
 		if err != nil {
@@ -207,11 +191,16 @@ func (r *Reader) sourceMD5s(ctx context.Context, runs []*observer.Run) error {
 		for cur.Next(ctx) {
 			d := cur.Current
 			oid, _ := d.Lookup("_id").ObjectIDOK()
-			md5 := str(d.Lookup("metadata", "md5"))
-			if md5 == "" {
-				md5 = str(d.Lookup("md5"))
+			f := observer.Source{Path: str(d.Lookup("filename")), MD5: str(d.Lookup("metadata", "md5")), Size: intOf(d.Lookup("length"))}
+			if f.MD5 == "" {
+				f.MD5 = str(d.Lookup("md5"))
 			}
-			files[oid.Hex()] = [2]string{str(d.Lookup("filename")), md5}
+			if omitted, _ := d.Lookup("metadata", "omitted").BooleanOK(); omitted {
+				// A placeholder (see storeOmitted): the source's own
+				// size is in the metadata.
+				f.Omitted, f.Size = true, intOf(d.Lookup("metadata", "size"))
+			}
+			files[oid.Hex()] = f
 		}
 		if err := cur.Err(); err != nil {
 			return fmt.Errorf("mongo: read sources: %w", r.cfg.scrub(err))
@@ -224,16 +213,17 @@ func (r *Reader) sourceMD5s(ctx context.Context, runs []*observer.Run) error {
 				continue
 			}
 			f := files[s.Path]
-			s.Path, s.MD5 = f[0], f[1]
+			s.Path, s.MD5, s.Size, s.Omitted = f.Path, f.MD5, f.Size, f.Omitted
 		}
 	}
 	return nil
 }
 
-// findMetrics reads the metrics of the runs found with one find, in
-// the order of readMetrics: series by name, parts by number.
-func (r *Reader) findMetrics(ctx context.Context, ids bson.A, byID map[string]*observer.Run) error {
-	cur, err := r.metrics.Find(ctx, bson.D{{Key: "run_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+// readMetrics reads the metric documents filter selects, with one find,
+// into the run runOf names for each (nil: left out): series sorted by
+// name, each the points of its parts in the order of their numbers.
+func (r *Reader) readMetrics(ctx context.Context, filter bson.D, runOf func(doc bson.Raw) *observer.Run) error {
+	cur, err := r.metrics.Find(ctx, filter)
 	if err != nil {
 		return fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
 	}
@@ -245,7 +235,7 @@ func (r *Reader) findMetrics(ctx context.Context, ids bson.A, byID map[string]*o
 	parts := map[*observer.Run]map[string][]part{}
 	for cur.Next(ctx) {
 		d := cur.Current
-		run := byID[idString(plain(d.Lookup("run_id")))]
+		run := runOf(d)
 		if run == nil {
 			continue
 		}

@@ -50,51 +50,58 @@ func (r *Reader) Runs(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("mongo: list runs in %s.%s: %w", r.cfg.DB, r.cfg.Runs, r.cfg.scrub(err))
 	}
 	defer cur.Close(ctx)
-	type entry struct {
-		num   int64
-		isNum bool
-		id    string
-		start time.Time
-	}
-	var es []entry
+	var keys []runKey
 	for cur.Next(ctx) {
-		id := cur.Current.Lookup("_id")
-		e := entry{}
-		switch id.Type {
-		case bson.TypeInt32:
-			e.num, e.isNum = int64(id.Int32()), true
-		case bson.TypeInt64:
-			e.num, e.isNum = id.Int64(), true
-		case bson.TypeDouble:
-			e.num, e.isNum = int64(id.Double()), true
-		}
-		e.id = idString(plain(id))
+		var start time.Time
 		if st, ok := cur.Current.Lookup("start_time").DateTimeOK(); ok {
-			e.start = time.UnixMilli(st).UTC()
+			start = time.UnixMilli(st).UTC()
 		}
-		es = append(es, e)
+		keys = append(keys, keyOf(cur.Current.Lookup("_id"), start))
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("mongo: list runs: %w", r.cfg.scrub(err))
 	}
-	sort.SliceStable(es, func(i, j int) bool {
-		a, b := es[i], es[j]
-		if a.isNum != b.isNum {
-			return a.isNum
-		}
-		if a.isNum {
-			return a.num < b.num
-		}
-		if !a.start.Equal(b.start) {
-			return a.start.Before(b.start)
-		}
-		return a.id < b.id
-	})
-	ids := make([]string, len(es))
-	for i, e := range es {
-		ids[i] = e.id
+	sort.SliceStable(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.id
 	}
 	return ids, nil
+}
+
+// runKey is what runs are listed by: numeric ids in numeric order (they
+// count up, so oldest first), then string ids by start time, then by id.
+type runKey struct {
+	num   int64
+	isNum bool
+	id    string
+	start time.Time
+}
+
+func keyOf(id bson.RawValue, start time.Time) runKey {
+	k := runKey{id: idString(plain(id)), start: start}
+	switch id.Type {
+	case bson.TypeInt32:
+		k.num, k.isNum = int64(id.Int32()), true
+	case bson.TypeInt64:
+		k.num, k.isNum = id.Int64(), true
+	case bson.TypeDouble:
+		k.num, k.isNum = int64(id.Double()), true
+	}
+	return k
+}
+
+func (a runKey) less(b runKey) bool {
+	if a.isNum != b.isNum {
+		return a.isNum
+	}
+	if a.isNum {
+		return a.num < b.num
+	}
+	if !a.start.Equal(b.start) {
+		return a.start.Before(b.start)
+	}
+	return a.id < b.id
 }
 
 // find fetches the runs document of an id given as text: a decimal id is
@@ -122,61 +129,16 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	run := &observer.Run{ID: id}
-	run.Status = str(raw.Lookup("status"))
-	run.Command = str(raw.Lookup("command"))
-	run.StartTime = timeOf(raw.Lookup("start_time"))
-	run.Heartbeat = timeOf(raw.Lookup("heartbeat"))
-	run.StopTime = timeOf(raw.Lookup("stop_time"))
-	if ex, ok := raw.Lookup("experiment").DocumentOK(); ok {
-		run.Experiment, err = r.experiment(ctx, ex)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if h, ok := raw.Lookup("host").DocumentOK(); ok && len(mapOf(h)) > 0 {
-		run.Host = host(h)
-	}
-	if m, ok := raw.Lookup("meta").DocumentOK(); ok {
-		run.Meta = meta(m)
-		if run.Meta.QueueTime != nil {
-			run.QueueTime = *run.Meta.QueueTime
-		}
-	}
-	if c, ok := raw.Lookup("config").DocumentOK(); ok {
-		run.Config = mapOf(c)
-	}
-	if i, ok := raw.Lookup("info").DocumentOK(); ok {
-		run.Info = mapOf(i)
-	}
-	if v, err := raw.LookupErr("result"); err == nil {
-		run.Result, run.HasResult = plain(v), true
-	}
-	if ft, ok := raw.Lookup("fail_trace").ArrayOK(); ok {
-		for _, v := range values(ft) {
-			run.FailTrace = append(run.FailTrace, str(v))
-		}
-	}
-	if arts, ok := raw.Lookup("artifacts").ArrayOK(); ok {
-		for _, v := range values(arts) {
-			if d, ok := v.DocumentOK(); ok {
-				run.Artifacts = append(run.Artifacts, str(d.Lookup("name")))
-			}
-		}
-	}
-	if res, ok := raw.Lookup("resources").ArrayOK(); ok {
-		for _, v := range values(res) {
-			a, b := pairOf(v)
-			run.Resources = append(run.Resources, observer.ResourceEvent{Path: str(a), MD5: str(b)})
-		}
+	run := runOfDoc(id, raw)
+	if err := r.sourceFiles(ctx, []*observer.Run{run}); err != nil {
+		return nil, err
 	}
 	runID := raw.Lookup("_id")
 	run.Output, err = r.output(ctx, runID, id, str(raw.Lookup("captured_out")))
 	if err != nil {
 		return nil, err
 	}
-	run.Metrics, err = r.readMetrics(ctx, runID)
-	if err != nil {
+	if err := r.readMetrics(ctx, bson.D{{Key: "run_id", Value: runID}}, func(bson.Raw) *observer.Run { return run }); err != nil {
 		return nil, err
 	}
 	return run, nil
@@ -206,113 +168,6 @@ func (r *Reader) output(ctx context.Context, runID bson.RawValue, id, inline str
 		return nil, fmt.Errorf("mongo: read the output of run %s: %w", id, r.cfg.scrub(err))
 	}
 	return b, nil
-}
-
-func (r *Reader) readMetrics(ctx context.Context, runID bson.RawValue) ([]observer.MetricSeries, error) {
-	cur, err := r.metrics.Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		return nil, fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
-	}
-	defer cur.Close(ctx)
-	type part struct {
-		n   int64
-		oid string
-		pts []observer.MetricPoint
-	}
-	byName := map[string][]part{}
-	var order []string
-	for cur.Next(ctx) {
-		d := cur.Current
-		name := str(d.Lookup("name"))
-		p := part{n: intOf(d.Lookup("part"))}
-		if oid, ok := d.Lookup("_id").ObjectIDOK(); ok {
-			p.oid = oid.Hex()
-		}
-		steps, _ := d.Lookup("steps").ArrayOK()
-		vals, _ := d.Lookup("values").ArrayOK()
-		times, _ := d.Lookup("timestamps").ArrayOK()
-		sv, vv, tv := values(steps), values(vals), values(times)
-		for i := range sv {
-			pt := observer.MetricPoint{Step: intOf(sv[i])}
-			if i < len(vv) {
-				pt.Value, _ = vv[i].AsFloat64OK()
-			}
-			if i < len(tv) {
-				pt.Time = timeOf(tv[i])
-			}
-			p.pts = append(p.pts, pt)
-		}
-		if _, ok := byName[name]; !ok {
-			order = append(order, name)
-		}
-		byName[name] = append(byName[name], p)
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("mongo: read metrics: %w", r.cfg.scrub(err))
-	}
-	sort.Strings(order)
-	var out []observer.MetricSeries
-	for _, name := range order {
-		parts := byName[name]
-		sort.SliceStable(parts, func(i, j int) bool { return parts[i].n < parts[j].n })
-		s := observer.MetricSeries{Name: name}
-		for _, p := range parts {
-			s.Points = append(s.Points, p.pts...)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func (r *Reader) experiment(ctx context.Context, d bson.Raw) (observer.Experiment, error) {
-	e := observer.Experiment{
-		Name:     str(d.Lookup("name")),
-		BaseDir:  str(d.Lookup("base_dir")),
-		MainFile: str(d.Lookup("mainfile")),
-	}
-	if a, ok := d.Lookup("dependencies").ArrayOK(); ok {
-		for _, v := range values(a) {
-			e.Dependencies = append(e.Dependencies, str(v))
-		}
-	}
-	if a, ok := d.Lookup("repositories").ArrayOK(); ok {
-		for _, v := range values(a) {
-			if rd, ok := v.DocumentOK(); ok {
-				dirty, _ := rd.Lookup("dirty").BooleanOK()
-				e.Repositories = append(e.Repositories, observer.Repository{URL: str(rd.Lookup("url")), Commit: str(rd.Lookup("commit")), Dirty: dirty})
-			}
-		}
-	}
-	if a, ok := d.Lookup("sources").ArrayOK(); ok {
-		for _, v := range values(a) {
-			name, ref := pairOf(v)
-			s := observer.Source{Name: str(name)}
-			if oid, ok := ref.ObjectIDOK(); ok {
-				var f bson.Raw
-				err := r.files.FindOne(ctx, bson.D{{Key: "_id", Value: oid}}).Decode(&f)
-				if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-					return e, fmt.Errorf("mongo: read source %s: %w", s.Name, r.cfg.scrub(err))
-				}
-				if err == nil {
-					s.Path = str(f.Lookup("filename"))
-					s.MD5 = str(f.Lookup("metadata", "md5"))
-					if s.MD5 == "" {
-						s.MD5 = str(f.Lookup("md5"))
-					}
-					s.Size = intOf(f.Lookup("length"))
-					if omitted, _ := f.Lookup("metadata", "omitted").BooleanOK(); omitted {
-						// A placeholder (see storeOmitted): the source's
-						// own size is in the metadata.
-						s.Omitted, s.Size = true, intOf(f.Lookup("metadata", "size"))
-					}
-				}
-			} else {
-				s.MD5 = str(ref) // a queued run of Sacred's file form
-			}
-			e.Sources = append(e.Sources, s)
-		}
-	}
-	return e, nil
 }
 
 // Artifact opens the content of the last artifact of that name.

@@ -3,7 +3,6 @@ package observertest
 import (
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sacred-go/sacred/internal/jsonval"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
 
@@ -229,53 +229,11 @@ func Config() map[string]any {
 // Normalize makes decoded values comparable whatever the store returns:
 // every number becomes float64, typed slices and maps become []any and
 // map[string]any.
-func Normalize(v any) any {
-	switch x := v.(type) {
-	case nil, bool, string:
-		return x
-	case float64:
-		return x
-	case float32:
-		return float64(x)
-	case int:
-		return float64(x)
-	case int8:
-		return float64(x)
-	case int16:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint:
-		return float64(x)
-	case uint8:
-		return float64(x)
-	case uint16:
-		return float64(x)
-	case uint32:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
-			return string(x)
-		}
-		return f
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = Normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = Normalize(e)
-		}
-		return out
-	}
+func Normalize(v any) any { return jsonval.Floats(v, normalizeTyped) }
+
+// normalizeTyped is Normalize for what decoded JSON does not hold: typed
+// slices, arrays and maps, pointers.
+func normalizeTyped(v any) any {
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.Slice, reflect.Array:

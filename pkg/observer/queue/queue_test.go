@@ -18,29 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
 
-// syncBuffer is a Warn writer tests read while the worker writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testOptions(t *testing.T, warn *syncBuffer) Options {
+func testOptions(t *testing.T, warn *testutil.SyncBuffer) Options {
 	return Options{
 		Dir: t.TempDir(), Option: "fake", Title: "Fake", Value: "db://h/x", Warn: warn,
 		StartWait: 5 * time.Second, CallTimeout: 5 * time.Second,
@@ -206,7 +189,7 @@ func closeQueue(t *testing.T, q *Observer) {
 
 func TestDeliversEverythingInOrder(t *testing.T) {
 	db := newFakeDB()
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	q := newQueue(t, db, testOptions(t, warn))
 	id, w, err := script(t, q, 4, 10*time.Second, nil)
 	if err != nil {
@@ -234,7 +217,7 @@ func TestDeliversEverythingInOrder(t *testing.T) {
 func TestStoreDownForTheWholeRunThenReplay(t *testing.T) {
 	db := newFakeDB()
 	db.down = true
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	opt := testOptions(t, warn)
 	opt.StartWait = time.Hour // must not be waited out: the first attempt failed
 	q := newQueue(t, db, opt)
@@ -272,7 +255,7 @@ func TestStoreDownForTheWholeRunThenReplay(t *testing.T) {
 func TestStoreDownMidRun(t *testing.T) {
 	db := newFakeDB()
 	db.downAfter = 3 // start, the first metrics and beat
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	q := newQueue(t, db, testOptions(t, warn))
 	id, w, err := script(t, q, 4, 10*time.Second, func(beat int) {
 		if beat == 3 {
@@ -297,7 +280,7 @@ func TestStoreDownMidRun(t *testing.T) {
 func TestRefusedEventGoesToTheDeadLetterFile(t *testing.T) {
 	db := newFakeDB()
 	db.refuse = func(op string) bool { return op == "artifact model.bin" }
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	q := newQueue(t, db, testOptions(t, warn))
 	id, w, err := script(t, q, 4, 10*time.Second, nil)
 	if err != nil {
@@ -349,7 +332,7 @@ func journalOfDownRun(t *testing.T, db *fakeDB, opt Options) (string, *want) {
 // says that the tail was torn.
 func TestTornTailIsReportedAndCut(t *testing.T) {
 	db := newFakeDB()
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	opt := testOptions(t, warn)
 	path, w := journalOfDownRun(t, db, opt)
 	fi, err := os.Stat(path)
@@ -360,7 +343,7 @@ func TestTornTailIsReportedAndCut(t *testing.T) {
 	if err := os.Truncate(path, fi.Size()-5); err != nil {
 		t.Fatal(err)
 	}
-	warn.b.Reset()
+	warn.Reset()
 	res, err := Replay(context.Background(), path, []Target{target(db)}, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +364,7 @@ func TestTornTailIsReportedAndCut(t *testing.T) {
 // store gets the run once, with every point once.
 func TestConcurrentReplaysSendNothingTwice(t *testing.T) {
 	db := newFakeDB()
-	opt := testOptions(t, &syncBuffer{})
+	opt := testOptions(t, &testutil.SyncBuffer{})
 	path, w := journalOfDownRun(t, db, opt)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
@@ -418,7 +401,7 @@ func TestConcurrentReplaysSendNothingTwice(t *testing.T) {
 // A replay stopped part-way and started again sends only the rest.
 func TestReplayAgainSendsOnlyTheRest(t *testing.T) {
 	db := newFakeDB()
-	warn := &syncBuffer{}
+	warn := &testutil.SyncBuffer{}
 	opt := testOptions(t, warn)
 	path, w := journalOfDownRun(t, db, opt)
 	db.resumable = true
@@ -448,7 +431,7 @@ func TestReplayAgainSendsOnlyTheRest(t *testing.T) {
 // continued: the replay says so and keeps the journal.
 func TestReplayWithoutResumeKeepsTheJournal(t *testing.T) {
 	db := newFakeDB()
-	opt := testOptions(t, &syncBuffer{})
+	opt := testOptions(t, &testutil.SyncBuffer{})
 	path, _ := journalOfDownRun(t, db, opt)
 	db.downAfter = 2
 	ctx, cancel := context.WithCancel(context.Background())
@@ -476,7 +459,7 @@ func TestReplayWithoutResumeKeepsTheJournal(t *testing.T) {
 func TestTakenIDFailsTheStart(t *testing.T) {
 	db := newFakeDB()
 	db.runs["5"] = &fakeRun{id: "5"}
-	q := newQueue(t, db, testOptions(t, &syncBuffer{}))
+	q := newQueue(t, db, testOptions(t, &testutil.SyncBuffer{}))
 	ev := observertest.StartEvent()
 	ev.ID = "5"
 	_, err := q.Started(context.Background(), ev)
@@ -496,7 +479,7 @@ func TestTakenIDFailsTheStart(t *testing.T) {
 func TestProvisionalIDIsNotGivenToAnotherStore(t *testing.T) {
 	db1, db2 := newFakeDB(), newFakeDB()
 	db1.down, db2.down = true, true
-	opt := testOptions(t, &syncBuffer{})
+	opt := testOptions(t, &testutil.SyncBuffer{})
 	q1, q2 := newQueue(t, db1, opt), newQueue(t, db2, opt)
 	ev := observertest.StartEvent()
 	id1, err := q1.Started(context.Background(), ev)

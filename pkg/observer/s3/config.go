@@ -12,7 +12,6 @@ package s3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -72,31 +71,22 @@ func (c *Config) URL() string { return "s3://" + c.Bucket + "/" + strings.TrimSu
 // BUCKET/PREFIX. It connects nowhere. A URL that carries credentials or a
 // query (a presigned URL) is refused, and its secret is not repeated.
 func ParseConfig(value string) (*Config, error) {
-	rest := value
-	if i := strings.Index(value, "://"); i >= 0 {
-		if scheme := strings.ToLower(value[:i]); scheme != "s3" {
-			return nil, fmt.Errorf("S3: the URL must start with s3:// (for an S3-compatible store give s3://BUCKET/PREFIX and its address with --%s)", FlagEndpoint)
-		}
-		rest = value[i+3:]
-	}
-	if strings.ContainsAny(rest, "?#") {
-		return nil, errors.New("S3: the URL must not have a query or fragment (a presigned URL is no store: give s3://BUCKET/PREFIX and the credentials through the AWS environment or a profile)")
-	}
-	bucket, prefix, _ := strings.Cut(rest, "/")
-	if strings.Contains(bucket, "@") {
-		return nil, errors.New("S3: the URL must not hold credentials: give them through the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a profile")
-	}
-	if bucket == "" {
-		return nil, errors.New("S3: the URL has no bucket (use -S s3://BUCKET/PREFIX)")
-	}
-	if err := checkBucketName(bucket); err != nil {
+	bucket, prefix, err := urlRules.Parse(value)
+	if err != nil {
 		return nil, err
 	}
-	p, err := blob.CleanPrefix(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("S3: %w", err)
-	}
-	return &Config{Bucket: bucket, Prefix: p}, nil
+	return &Config{Bucket: bucket, Prefix: prefix}, nil
+}
+
+// urlRules read the value; the messages say what to do in this store's terms.
+var urlRules = blob.URLRules{
+	Title:       "S3",
+	Scheme:      "s3",
+	BadScheme:   "the URL must start with s3:// (for an S3-compatible store give s3://BUCKET/PREFIX and its address with --" + FlagEndpoint + ")",
+	Query:       "the URL must not have a query or fragment (a presigned URL is no store: give s3://BUCKET/PREFIX and the credentials through the AWS environment or a profile)",
+	Credentials: "the URL must not hold credentials: give them through the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a profile",
+	NoBucket:    "the URL has no bucket (use -S s3://BUCKET/PREFIX)",
+	CheckBucket: checkBucketName,
 }
 
 // checkBucketName applies the rules for general purpose bucket names (by
@@ -116,21 +106,4 @@ func checkBucketName(b string) error {
 
 // Redact returns value without user information, query or fragment,
 // where credentials and presigned signatures would be.
-func Redact(value string) string {
-	v := value
-	if i := strings.IndexAny(v, "?#"); i >= 0 {
-		v = v[:i]
-	}
-	start := 0
-	if i := strings.Index(v, "://"); i >= 0 {
-		start = i + 3
-	}
-	host := v[start:]
-	if j := strings.IndexByte(host, '/'); j >= 0 {
-		host = host[:j]
-	}
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		v = v[:start] + v[start+at+1:]
-	}
-	return v
-}
+func Redact(value string) string { return blob.RedactURL(value) }

@@ -275,6 +275,13 @@ func (r *Reader) findMetrics(ctx context.Context, plan readback.SQLPlan, runs []
 			" JOIN metric m ON m.run_id = r.run_id WHERE " + plan.Where + " ORDER BY m.metric_id"
 		args = plan.Args
 	}
+	return r.queryMetrics(ctx, stmt, args, func(id string) *observer.Run { return byID[id] })
+}
+
+// queryMetrics adds the metric rows stmt selects (run_id, name, step,
+// value, timestamp, in the order they were logged) to the run runOf names
+// for each (nil: left out), one series per name in the order met.
+func (r *Reader) queryMetrics(ctx context.Context, stmt string, args []any, runOf func(id string) *observer.Run) error {
 	rows, err := r.db.QueryContext(ctx, stmt, args...)
 	if err != nil {
 		return r.wrap("read metrics", err)
@@ -291,7 +298,7 @@ func (r *Reader) findMetrics(ctx context.Context, plan readback.SQLPlan, runs []
 		if err := rows.Scan(&id, &name, &step, &value, &ts); err != nil {
 			return r.wrap("read metrics", err)
 		}
-		run := byID[id]
+		run := runOf(id)
 		if run == nil {
 			continue
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 
 	"github.com/sacred-go/sacred/pkg/observer"
@@ -255,33 +254,8 @@ func (r *Reader) extra(ctx context.Context, run *observer.Run) error {
 		run.Output = out.Bytes()
 	}
 
-	rows, err = r.db.QueryContext(ctx, r.q("SELECT name, step, value, timestamp FROM metric WHERE run_id = ? ORDER BY metric_id"), run.ID)
-	if err != nil {
-		return r.wrap("read metrics", err)
-	}
-	defer rows.Close()
-	index := map[string]int{}
-	for rows.Next() {
-		var name string
-		var step sql.NullInt64
-		var value sql.NullFloat64
-		var ts dbTime
-		if err := rows.Scan(&name, &step, &value, &ts); err != nil {
-			return r.wrap("read metrics", err)
-		}
-		v := math.NaN() // what a NULL value stands for
-		if value.Valid {
-			v = value.Float64
-		}
-		i, ok := index[name]
-		if !ok {
-			i = len(run.Metrics)
-			index[name] = i
-			run.Metrics = append(run.Metrics, observer.MetricSeries{Name: name})
-		}
-		run.Metrics[i].Points = append(run.Metrics[i].Points, observer.MetricPoint{Step: step.Int64, Value: v, Time: ts.T})
-	}
-	return r.wrap("read metrics", rows.Err())
+	stmt := r.q("SELECT run_id, name, step, value, timestamp FROM metric WHERE run_id = ? ORDER BY metric_id")
+	return r.queryMetrics(ctx, stmt, []any{run.ID}, func(string) *observer.Run { return run })
 }
 
 // files lists the artifacts and resources of a run.

@@ -14,13 +14,9 @@ package tinydb
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/internal/storedir"
 )
 
 // Option is the flag name (without dashes), the sacred.yaml key and the
@@ -79,22 +75,9 @@ type Config struct {
 // ParseConfig checks a -t value: a non-empty path that is a directory or
 // does not exist yet (the observer creates it, as Sacred does).
 func ParseConfig(value string) (Config, error) {
-	if strings.TrimSpace(value) == "" {
-		return Config{}, errors.New("tinydb: the directory is empty (use -t DIR)")
-	}
-	if strings.ContainsRune(value, 0) {
-		return Config{}, fmt.Errorf("tinydb: the directory %q contains a NUL byte", value)
-	}
-	abs, err := filepath.Abs(value)
+	abs, err := storedir.Abs("tinydb", "-t DIR", "(-t takes the directory that holds metadata.json)", value)
 	if err != nil {
-		return Config{}, fmt.Errorf("tinydb: directory %q: %w", value, err)
-	}
-	fi, err := os.Stat(abs)
-	switch {
-	case err == nil && !fi.IsDir():
-		return Config{}, fmt.Errorf("tinydb: %s exists and is not a directory (-t takes the directory that holds metadata.json)", value)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return Config{}, fmt.Errorf("tinydb: checking directory %s: %w", value, err)
+		return Config{}, err
 	}
 	return Config{Dir: value, Abs: abs}, nil
 }

@@ -2,20 +2,16 @@ package tinydb
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/internal/runread"
 	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
@@ -175,9 +171,9 @@ func runOf(id string, d map[string]any) *observer.Run {
 	run.Result, run.HasResult = d["result"]
 	run.Experiment = readExperiment(obj(d["experiment"]))
 	if h, ok := d["host"].(map[string]any); ok && len(h) > 0 {
-		run.Host = readHost(h)
+		run.Host = runread.Host(h)
 	}
-	run.Meta = readMeta(obj(d["meta"]))
+	run.Meta = runread.Meta(obj(d["meta"]), timeOf)
 	if run.Meta.QueueTime != nil {
 		run.QueueTime = *run.Meta.QueueTime
 	}
@@ -200,7 +196,7 @@ func runOf(id string, d map[string]any) *observer.Run {
 		}
 		run.Resources = append(run.Resources, res)
 	}
-	run.Metrics = readMetrics(obj(d["metrics"]))
+	run.Metrics = runread.Metrics(obj(d["metrics"]), timeOf)
 	return run
 }
 
@@ -277,89 +273,6 @@ func readExperiment(e map[string]any) observer.Experiment {
 	return ex
 }
 
-func readHost(h map[string]any) *observer.Host {
-	host := &observer.Host{
-		Hostname:    str(h["hostname"]),
-		CPU:         str(h["cpu"]),
-		CPUCount:    int(intOf(h["cpu_count"])),
-		MemoryTotal: uint64(intOf(h["memory_total"])),
-		ENV:         map[string]string{},
-	}
-	copy(host.OS[:], strs(h["os"]))
-	for k, v := range obj(h["ENV"]) {
-		host.ENV[k] = str(v)
-	}
-	if g, ok := h["gpus"].(map[string]any); ok {
-		info := &observer.GPUInfo{DriverVersion: str(g["driver_version"])}
-		for _, gv := range list(g["gpus"]) {
-			m := obj(gv)
-			info.GPUs = append(info.GPUs, observer.GPU{
-				Model: str(m["model"]), TotalMemory: int(intOf(m["total_memory"])),
-				PersistenceMode: m["persistence_mode"] == true,
-			})
-		}
-		host.GPUs = info
-	}
-	return host
-}
-
-func readMeta(m map[string]any) observer.Meta {
-	meta := observer.Meta{
-		Command:      str(m["command"]),
-		Argv:         strs(m["argv"]),
-		Cwd:          str(m["cwd"]),
-		Comment:      str(m["comment"]),
-		NamedConfigs: strs(m["named_configs"]),
-	}
-	if o, ok := m["options"].(map[string]any); ok {
-		meta.Options = o
-	}
-	if c, ok := m["config_updates"].(map[string]any); ok {
-		meta.ConfigUpdates = c
-	}
-	if p, ok := numberOf(m["priority"]); ok {
-		meta.Priority = &p
-	}
-	if t := timeOf(m["queue_time"]); !t.IsZero() {
-		meta.QueueTime = &t
-	}
-	meta.RerunOf = observer.RunRefOf(m["rerun_of"])
-	return meta
-}
-
-// readMetrics reads our "metrics" field; series come sorted by name.
-func readMetrics(m map[string]any) []observer.MetricSeries {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	var out []observer.MetricSeries
-	for _, name := range names {
-		s := obj(m[name])
-		steps, stamps, values := list(s["steps"]), list(s["timestamps"]), list(s["values"])
-		n := max(len(steps), len(stamps), len(values))
-		ms := observer.MetricSeries{Name: name, Points: make([]observer.MetricPoint, n)}
-		for i := range n {
-			p := &ms.Points[i]
-			if i < len(steps) {
-				p.Step = intOf(steps[i])
-			}
-			if i < len(stamps) {
-				p.Time = timeOf(stamps[i])
-			}
-			p.Value = math.NaN()
-			if i < len(values) {
-				if f, ok := numberOf(values[i]); ok {
-					p.Value = f
-				}
-			}
-		}
-		out = append(out, ms)
-	}
-	return out
-}
-
 // timeOf reads a TinyDate (or isoformat) string; anything else is zero.
 func timeOf(v any) time.Time {
 	if s, ok := v.(string); ok {
@@ -370,59 +283,10 @@ func timeOf(v any) time.Time {
 	return time.Time{}
 }
 
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func obj(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
-
-func strs(v any) []string {
-	l, ok := v.([]any)
-	if !ok {
-		return nil
-	}
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		out = append(out, str(x))
-	}
-	return out
-}
-
-func numberOf(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case int64:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func intOf(v any) int64 {
-	switch x := v.(type) {
-	case int64:
-		return x
-	case float64:
-		return int64(x)
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		if u, err := strconv.ParseUint(strings.TrimSpace(string(x)), 10, 64); err == nil {
-			return int64(u)
-		}
-	}
-	return 0
-}
+// The decoding helpers shared with the file-storage layout's reader.
+var (
+	str  = runread.Str
+	obj  = runread.Obj
+	list = runread.List
+	strs = runread.Strs
+)

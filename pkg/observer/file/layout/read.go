@@ -2,14 +2,11 @@ package layout
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"math"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/internal/runread"
 	"github.com/sacred-go/sacred/pkg/sacredjson"
 )
 
@@ -37,9 +34,9 @@ func ReadRun(id string, doc map[string]any) *observer.Run {
 	run.Result, run.HasResult = doc["result"]
 	run.Experiment = readExperiment(obj(doc["experiment"]))
 	if h, ok := doc["host"].(map[string]any); ok {
-		run.Host = readHost(h)
+		run.Host = runread.Host(h)
 	}
-	run.Meta = readMeta(obj(doc["meta"]))
+	run.Meta = runread.Meta(obj(doc["meta"]), TimeOf)
 	if run.Meta.QueueTime != nil {
 		run.QueueTime = *run.Meta.QueueTime
 	}
@@ -91,7 +88,7 @@ func readExperiment(e map[string]any) observer.Experiment {
 			src.Path = second
 		}
 		if o, ok := omitted[src.Name]; ok {
-			src.Omitted, src.Size = true, intOf(o["size"])
+			src.Omitted, src.Size = true, runread.Int(o["size"])
 		}
 		ex.Sources = append(ex.Sources, src)
 	}
@@ -104,94 +101,9 @@ func readExperiment(e map[string]any) observer.Experiment {
 	return ex
 }
 
-func readHost(h map[string]any) *observer.Host {
-	host := &observer.Host{
-		Hostname:    str(h["hostname"]),
-		CPU:         str(h["cpu"]),
-		CPUCount:    int(intOf(h["cpu_count"])),
-		MemoryTotal: uint64(intOf(h["memory_total"])),
-		ENV:         map[string]string{},
-	}
-	if os := strs(h["os"]); len(os) > 0 {
-		host.OS[0] = os[0]
-		if len(os) > 1 {
-			host.OS[1] = os[1]
-		}
-	}
-	for k, v := range obj(h["ENV"]) {
-		host.ENV[k] = str(v)
-	}
-	if g, ok := h["gpus"].(map[string]any); ok {
-		info := &observer.GPUInfo{DriverVersion: str(g["driver_version"])}
-		for _, gv := range list(g["gpus"]) {
-			m := obj(gv)
-			info.GPUs = append(info.GPUs, observer.GPU{
-				Model: str(m["model"]), TotalMemory: int(intOf(m["total_memory"])),
-				PersistenceMode: m["persistence_mode"] == true,
-			})
-		}
-		host.GPUs = info
-	}
-	return host
-}
-
-func readMeta(m map[string]any) observer.Meta {
-	meta := observer.Meta{
-		Command:      str(m["command"]),
-		Argv:         strs(m["argv"]),
-		Cwd:          str(m["cwd"]),
-		Comment:      str(m["comment"]),
-		NamedConfigs: strs(m["named_configs"]),
-	}
-	if o, ok := m["options"].(map[string]any); ok {
-		meta.Options = o
-	}
-	if c, ok := m["config_updates"].(map[string]any); ok {
-		meta.ConfigUpdates = c
-	}
-	if p, ok := numberOf(m["priority"]); ok {
-		meta.Priority = &p
-	}
-	if t := TimeOf(m["queue_time"]); !t.IsZero() {
-		meta.QueueTime = &t
-	}
-	meta.RerunOf = observer.RunRefOf(m["rerun_of"])
-	return meta
-}
-
 // ReadMetrics reads the content of metrics.json into series sorted by
 // name. A missing value reads as 0 (steps), the zero time or NaN.
-func ReadMetrics(m map[string]any) []observer.MetricSeries {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	var out []observer.MetricSeries
-	for _, name := range names {
-		s := obj(m[name])
-		steps, stamps, values := list(s["steps"]), list(s["timestamps"]), list(s["values"])
-		n := max(len(steps), len(stamps), len(values))
-		ms := observer.MetricSeries{Name: name, Points: make([]observer.MetricPoint, n)}
-		for i := range n {
-			p := &ms.Points[i]
-			if i < len(steps) {
-				p.Step = intOf(steps[i])
-			}
-			if i < len(stamps) {
-				p.Time = TimeOf(stamps[i])
-			}
-			p.Value = math.NaN()
-			if i < len(values) {
-				if f, ok := numberOf(values[i]); ok {
-					p.Value = f
-				}
-			}
-		}
-		out = append(out, ms)
-	}
-	return out
-}
+func ReadMetrics(m map[string]any) []observer.MetricSeries { return runread.Metrics(m, TimeOf) }
 
 // TimeOf reads an isoformat string, or the jsonpickle datetime that Sacred
 // writes for meta.queue_time of queued runs; anything else is zero.
@@ -234,59 +146,10 @@ func jsonpickleTime(m map[string]any) (time.Time, error) {
 		int(b[4]), int(b[5]), int(b[6]), us*1000, time.UTC), nil
 }
 
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func obj(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
-
-func strs(v any) []string {
-	l, ok := v.([]any)
-	if !ok {
-		return nil
-	}
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		out = append(out, str(x))
-	}
-	return out
-}
-
-func numberOf(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case int64:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func intOf(v any) int64 {
-	switch x := v.(type) {
-	case int64:
-		return x
-	case float64:
-		return int64(x)
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
-			return int64(u)
-		}
-	}
-	return 0
-}
+// The decoding helpers shared with TinyDB's reader.
+var (
+	str  = runread.Str
+	obj  = runread.Obj
+	list = runread.List
+	strs = runread.Strs
+)

@@ -85,34 +85,31 @@ func (r *Reader) runDoc(ctx context.Context, id string) (map[string]any, error) 
 // Run reads one run: run.json, and config.json, info.json, metrics.json
 // and cout.txt when present.
 func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
-	doc, err := r.runDoc(ctx, id)
+	run, err := r.readRun(ctx, id, layout.AllParts)
 	if err != nil {
 		return nil, err
 	}
-	run := layout.ReadRun(id, doc)
-	dir := r.prefix + id + "/"
-	for _, f := range []struct {
-		name string
-		dst  *map[string]any
-	}{{layout.ConfigFile, &run.Config}, {layout.InfoFile, &run.Info}} {
-		v, err := r.readJSON(ctx, dir+f.name)
-		if err != nil {
-			return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
-		}
-		*f.dst, _ = v.(map[string]any)
-	}
-	mv, err := r.readJSON(ctx, dir+layout.MetricsFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
-	}
-	m, _ := mv.(map[string]any)
-	run.Metrics = layout.ReadMetrics(m)
-	run.Output, err = r.readAll(ctx, dir+layout.CoutFile, -1)
+	run.Output, err = r.readAll(ctx, r.prefix+id+"/"+layout.CoutFile, -1)
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
 	}
 	if run.Output == nil {
 		run.Output = []byte{}
+	}
+	return run, nil
+}
+
+// readRun reads run.json and the parts asked for; a run without run.json
+// is an error wrapping observer.ErrNotFound.
+func (r *Reader) readRun(ctx context.Context, id string, parts layout.Parts) (*observer.Run, error) {
+	doc, err := r.runDoc(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	run := layout.ReadRun(id, doc)
+	read := func(name string) (any, error) { return r.readJSON(ctx, r.prefix+id+"/"+name) }
+	if err := layout.ReadParts(run, parts, read); err != nil {
+		return nil, fmt.Errorf("%s: run %s: %w", r.title, id, err)
 	}
 	return run, nil
 }
