@@ -9,15 +9,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
+	"github.com/sacred-go/sacred/internal/cli/comparecmd"
+	"github.com/sacred-go/sacred/internal/cli/filescmd"
 	"github.com/sacred-go/sacred/internal/cli/logcmd"
+	"github.com/sacred-go/sacred/internal/cli/lscmd"
 	"github.com/sacred-go/sacred/internal/cli/runcmd"
+	"github.com/sacred-go/sacred/internal/cli/showcmd"
+	"github.com/sacred-go/sacred/internal/cli/storeflags"
 	"github.com/sacred-go/sacred/internal/cli/synccmd"
 	"github.com/sacred-go/sacred/pkg/observer"
 
 	// The observers compiled into the binary register themselves.
 	_ "github.com/sacred-go/sacred/pkg/observer/exec"
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
+	_ "github.com/sacred-go/sacred/pkg/observer/gcs"
 	_ "github.com/sacred-go/sacred/pkg/observer/mongo"
+	_ "github.com/sacred-go/sacred/pkg/observer/s3"
 	_ "github.com/sacred-go/sacred/pkg/observer/slack"
 	_ "github.com/sacred-go/sacred/pkg/observer/sqlstore"
 	_ "github.com/sacred-go/sacred/pkg/observer/telegram"
@@ -31,7 +38,9 @@ var Version = "dev"
 // NewCmdRoot returns the root command with every subcommand, its flags
 // generated from the observer kinds registered now.
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
-	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil))
+	return newRoot(f, runcmd.NewCmdRun(f, nil), logcmd.NewCmdLog(f, nil), synccmd.NewCmdSync(f, nil),
+		lscmd.NewCmdLs(f, nil), showcmd.NewCmdShow(f, nil), filescmd.NewCmdFiles(f, nil),
+		comparecmd.NewCmdCompare(f, nil))
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for
@@ -58,6 +67,8 @@ func newRoot(f *cmdutil.Factory, cmds ...*cobra.Command) *cobra.Command {
 		Version: f.Version,
 		Example: `  sacred run -F runs -- python3 train.py --lr 0.1
   sacred log metric loss 0.25          # inside a run
+  sacred ls --where 'config.lr > 0.01' --sort -result
+  sacred show -1
   sacred completion bash > /etc/bash_completion.d/sacred`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
@@ -103,7 +114,8 @@ func rootLong(kinds []observer.Kind) string {
 func Main(args []string) int {
 	f := cmdutil.New(Version)
 	root := newCmdRootFor(f, args)
-	root.SetArgs(args)
+	// `sacred show -1`: a negative index is a run, not a flag.
+	root.SetArgs(storeflags.PositionalNumbers(root, args))
 	cmd, err := root.ExecuteC()
 	return cmdutil.HandleError(f.IOStreams.ErrOut, cmd, err)
 }

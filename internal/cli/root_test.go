@@ -100,7 +100,7 @@ func TestUnknownCommandsAndFlags(t *testing.T) {
 		args    []string
 		mention string
 	}{
-		{[]string{"lgo"}, `unknown command "lgo" for "sacred"; did you mean log?`},
+		{[]string{"lgo"}, `unknown command "lgo" for "sacred"; did you mean log or ls?`},
 		{[]string{"log", "metrc", "loss", "0.3"}, "did you mean metric?"},
 		{[]string{"run", "--bogus", "true"}, "unknown flag: --bogus"},
 		{[]string{"run", "--timeout", "soon", "true"}, `--timeout "soon": want a duration`},

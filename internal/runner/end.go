@@ -28,12 +28,13 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 	// The stop time is taken first and the final beat is not earlier, as
 	// the stores' readers (and Python Sacred on COMPLETED) expect.
 	stop := time.Now().UTC()
+	r.stopTime = stop
 	hb := r.heartbeat(api, capt, true)
 	if hb.BeatTime.Before(stop) {
 		hb.BeatTime = stop
 	}
 	changes := fo.infoChanges.Load()
-	fo.beat(api.DrainMetrics(), hb)
+	fo.beat(r.drainMetrics(api), hb)
 
 	op, fn := finalCall(final, stop)
 	began := time.Now()
@@ -52,6 +53,7 @@ func (r *run) end(fo *fanout, capt *capture.Capture, api *childapi.Server, final
 		waitAtMost(callGrace, done)
 	}
 	if outcome == flushAbandoned {
+		r.abandoned = true // the end ping is not waited for either
 		r.quiet.Store(true)
 		// The observers that are only waiting for their final event
 		// still send it; the others are given up at once.

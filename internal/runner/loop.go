@@ -30,8 +30,10 @@ func (r *run) start() int {
 	cfg := r.cfg
 	ev := *cfg.Start
 	ev.Time = time.Now().UTC()
+	r.startTime = ev.Time
 	if err := r.started(&ev); err != nil {
 		r.say("%v", err)
+		r.endUnstarted(ExitSetupFailed, "sacred: "+err.Error())
 		return ExitSetupFailed
 	}
 	if len(r.obs) > 0 && r.id != "" {
@@ -83,10 +85,21 @@ func (r *run) start() int {
 	// socket path).
 	defer api.Cleanup()
 
+	passOut, passErr := cfg.Stdout, cfg.Stderr
+	if cfg.Quiet != nil {
+		// The output is shown from the spool if the run fails.
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			api.Close()
+			return abort(fmt.Errorf("--quiet-unless-fail: %w", err), ExitSetupFailed)
+		}
+		defer devNull.Close()
+		passOut, passErr = devNull, devNull
+	}
 	capt, err := capture.New(capture.Options{
 		Mode:      cfg.Capture,
-		Stdout:    cfg.Stdout,
-		Stderr:    cfg.Stderr,
+		Stdout:    passOut,
+		Stderr:    passErr,
 		SpoolDir:  tmp,
 		SpoolFile: r.outputFile(cfg.Capture),
 	})
@@ -138,7 +151,9 @@ func (r *run) start() int {
 		api.Close()
 		code, line := startError(cfg.Argv[0], err)
 		r.say("%s", line)
-		r.end(fo, capt, api, &observer.FailedEvent{Trace: []string{line + "\n"}}, sigs, false)
+		r.ended(observer.StatusFailed, code, nil, false, []byte("sacred: "+line+"\n"))
+		complete := r.end(fo, capt, api, &observer.FailedEvent{Trace: []string{line + "\n"}}, sigs, false)
+		r.reportEnd(code, complete, false, nil)
 		return code
 	}
 	removeStale()
@@ -147,6 +162,12 @@ func (r *run) start() int {
 	}
 	if err := capt.Started(); err != nil {
 		r.say("output capture failed: %v (output still reaches the terminal)", err)
+	}
+	if cfg.Quiet != nil {
+		cfg.Quiet.commandStarted()
+	}
+	if r.ping != nil {
+		r.ping.start()
 	}
 	mon := r.startMonitor(cmd.Process.Pid, fo)
 	waitGitDiff := r.startGitDiff(ev.Experiment, ev.Time, tmp, fo)
@@ -183,19 +204,23 @@ func (r *run) start() int {
 	}
 	waitGitDiff()
 	var final any
+	res, has := api.Result()
 	switch {
 	case status != "":
 		final = &observer.InterruptedEvent{Status: status}
 	case code == 0:
-		res, has := api.Result()
+		status = observer.StatusCompleted
 		final = &observer.CompletedEvent{Result: res, HasResult: has}
 	default:
+		status = observer.StatusFailed
 		final = &observer.FailedEvent{Trace: failTrace(code, sigName, capt.StderrTail())}
 	}
+	r.ended(status, code, res, has, outputTail(capt.Output()))
 	complete := r.end(fo, capt, api, final, sigs, status == observer.StatusInterrupted)
 	if !complete && cfg.Strict && code == 0 {
-		return 1
+		code = 1
 	}
+	r.reportEnd(code, complete, capt.Err() != nil, capt.Output())
 	return code
 }
 
@@ -237,7 +262,7 @@ func (r *run) supervise(cmd *exec.Cmd, fo *fanout, api *childapi.Server, capt *c
 	// Every beat takes all the points the child API holds: each observer
 	// keeps its own backlog (spilled to disk while it lags), so the
 	// child's socket writes never wait for an observer.
-	beat := func() { fo.beat(api.DrainMetrics(), r.heartbeat(api, capt, false)) }
+	beat := func() { fo.beat(r.drainMetrics(api), r.heartbeat(api, capt, false)) }
 	for {
 		select {
 		case <-exited:
@@ -285,7 +310,7 @@ func (r *run) drain(capt *capture.Capture, api *childapi.Server, fo *fanout) {
 			}
 			return
 		case <-api.Flush():
-			fo.addMetrics(api.DrainMetrics())
+			fo.addMetrics(r.drainMetrics(api))
 		case <-hard.C:
 			r.say("the output copier did not stop within %s after the command exited: the record holds the output up to now", drainWait+drainGrace)
 			return

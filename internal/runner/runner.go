@@ -75,6 +75,16 @@ type Config struct {
 	Stdout, Stderr *os.File
 	Env            []string  // environment of the child before SACRED_* are added
 	Messages       io.Writer // informational lines ("started run 3"); nil: none
+
+	// Cron and CI (summary.go). Quiet keeps the output and the messages
+	// off the terminal unless the run fails (--quiet-unless-fail; the
+	// caller routes its own messages and Messages into it too). Ping is
+	// the --ping URL. SummaryJSON is the --summary-json file, StepSummary
+	// GitHub Actions' step summary file; "" for none.
+	Quiet       *Quiet
+	Ping        string
+	SummaryJSON string
+	StepSummary string
 }
 
 // Run performs the run and returns the exit status for the wrapper.
@@ -83,10 +93,16 @@ func Run(cfg Config) int {
 	msgs := newMessages()
 	r := &run{
 		cfg:    cfg,
+		msgs:   msgs,
 		warn:   msgs.to(cfg.Stderr),
 		note:   msgs.to(cfg.Messages),
 		busy:   map[observer.Observer]bool{},
 		health: map[observer.Observer]*health{},
+	}
+	if cfg.Quiet != nil {
+		// The quiet buffer never blocks: lines go to it directly, in
+		// the order they are said.
+		r.warn, r.note = cfg.Quiet, cfg.Messages
 	}
 	code := r.do()
 	msgs.close(messageWait)
@@ -109,10 +125,18 @@ const (
 
 type run struct {
 	cfg  Config
+	msgs *messages
 	warn io.Writer // the user's stderr, through the message queue
 	note io.Writer // Config.Messages, through the message queue; may be nil
 	obs  []observer.Observer
 	id   string
+
+	// For the end of a run in cron and CI (summary.go).
+	startTime, stopTime time.Time
+	last                lastMetrics
+	fin                 ending
+	ping                *pinger // nil without --ping
+	abandoned           bool    // the user stopped the wait for the observers
 
 	health map[observer.Observer]*health // per wrapped observer; written before the run starts
 	quiet  atomic.Bool                   // the flush is over: failures are no longer reported one by one
@@ -141,6 +165,14 @@ func (r *run) do() int {
 
 	if r.cfg.Queue {
 		return r.queue()
+	}
+	if r.cfg.Ping != "" {
+		p, err := newPinger(r.cfg.Ping, r.say)
+		if err != nil {
+			r.say("--ping: %v", err)
+			return ExitUsage
+		}
+		r.ping = p
 	}
 	return r.start()
 }
@@ -276,6 +308,7 @@ func (r *run) outputFile(mode capture.Mode) *os.File {
 func (r *run) abortStart(err error, code int) int {
 	r.say("%v", err)
 	r.failUnstarted(r.obs, "sacred: "+err.Error()+"\n")
+	r.endUnstarted(code, "sacred: "+err.Error())
 	return code
 }
 

@@ -135,11 +135,22 @@ type Sources map[string]string
 // the file and key. A key of the file that is no configurable flag is an
 // error, so that a typo does not pass silently. Keys and variables accept
 // both spellings of a name (enforce_clean, enforce-clean).
-func (c *Config) Apply(fs *pflag.FlagSet) (Sources, error) {
+func (c *Config) Apply(fs *pflag.FlagSet) (Sources, error) { return c.apply(fs, true) }
+
+// ApplyKnown is Apply for a command that takes only some of the settings
+// (`sacred ls` takes the observers, not the run's beat interval): keys of
+// the file that are no flag of fs are left to the commands they belong
+// to, and `sacred run` still refuses a typo.
+func (c *Config) ApplyKnown(fs *pflag.FlagSet) (Sources, error) { return c.apply(fs, false) }
+
+func (c *Config) apply(fs *pflag.FlagSet, strict bool) (Sources, error) {
 	src := Sources{}
 	fromFile := map[string]fileEntry{}
 	for _, e := range c.keys {
 		fl := fs.Lookup(e.key)
+		if (fl == nil || !IsConfigurable(fl)) && !strict {
+			continue
+		}
 		if fl == nil || !IsConfigurable(fl) {
 			return nil, fmt.Errorf("config file %s: unknown key %q (known: %s)", c.File, e.key, strings.Join(configurableNames(fs), ", "))
 		}

@@ -137,8 +137,11 @@ func FlagTitle(fl *pflag.Flag) string {
 }
 
 // quoteValue quotes a flag's value for a message, redacted when the flag
-// is an observer's.
+// is an observer's or its value has a Redact method (a secret URL).
 func quoteValue(fl *pflag.Flag, v string) string {
+	if r, ok := fl.Value.(interface{ Redact(string) string }); ok {
+		return strconv.Quote(r.Redact(v))
+	}
 	return strconv.Quote(observer.RedactValue(fl.Name, v))
 }
 

@@ -16,6 +16,7 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	inTTY, outTTY, errTTY bool
+	width                 int // set by SetTerminalWidth
 }
 
 // System returns the process's own streams with their terminal state.
@@ -45,6 +46,23 @@ func (s *IOStreams) IsStderrTTY() bool { return s.errTTY }
 
 // SetTTY marks the streams as terminals or not (for tests).
 func (s *IOStreams) SetTTY(in, out, err bool) { s.inTTY, s.outTTY, s.errTTY = in, out, err }
+
+// TerminalWidth is the width in columns of the terminal standard output
+// is on; 80 when it is no terminal or its size is unknown.
+func (s *IOStreams) TerminalWidth() int {
+	if s.width > 0 {
+		return s.width
+	}
+	if f, ok := s.Out.(*os.File); ok && s.outTTY {
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+			return w
+		}
+	}
+	return 80
+}
+
+// SetTerminalWidth fixes TerminalWidth (for tests).
+func (s *IOStreams) SetTerminalWidth(w int) { s.width = w }
 
 // OutFile and ErrFile return the streams as files when they are, for the
 // runner, which hands them to the child or to a pseudo-terminal.

@@ -8,11 +8,12 @@ import (
 
 // childEnv returns environ without the observers' settings: the variable
 // of every registered kind and of its own flags, the variables it reads
-// itself (Kind.Env: secrets such as SACRED_WEBHOOK_SECRET), and those of
-// Sacred's observer options. They may hold passwords (SACRED_SQL=postgresql://u:pw@...)
+// itself (Kind.Env: secrets such as SACRED_WEBHOOK_SECRET), those of
+// Sacred's observer options, and SACRED_PING. They may hold passwords (SACRED_SQL=postgresql://u:pw@...)
 // and are sacred's, not the command's. removed lists the names taken out.
 func childEnv(environ []string, kinds []observer.Kind) (env, removed []string) {
-	secret := map[string]bool{}
+	// SACRED_PING holds the check's secret URL.
+	secret := map[string]bool{observer.EnvVar("ping"): true}
 	for _, o := range observer.SacredOptions {
 		secret[observer.EnvVar(o)] = true
 	}

@@ -93,6 +93,7 @@ func (o *RunOptions) defineFlags(fs *pflag.FlagSet, kinds []observer.Kind) {
 	}
 	cmdutil.MarkConfigurable(fs, conf...)
 	o.defineJournalFlags(fs, kinds)
+	o.defineCronFlags(fs)
 }
 
 func orDefault(s, def string) string {

@@ -21,13 +21,21 @@ const (
 )
 
 func (o *RunOptions) logger() *logger {
-	var w io.Writer = os.Stderr
-	if o.Stderr != nil {
-		w = o.Stderr
-	} else if o.IO != nil {
-		w = o.IO.ErrOut
+	return &logger{w: o.messageOut(), level: levelOf(o.LogLevel, o.Debug)}
+}
+
+// messageOut is where sacred's own messages go: stderr, or the quiet
+// buffer under --quiet-unless-fail.
+func (o *RunOptions) messageOut() io.Writer {
+	switch {
+	case o.quiet != nil:
+		return o.quiet
+	case o.Stderr != nil:
+		return o.Stderr
+	case o.IO != nil:
+		return o.IO.ErrOut
 	}
-	return &logger{w: w, level: levelOf(o.LogLevel, o.Debug)}
+	return os.Stderr
 }
 
 func levelOf(s string, debug bool) int {

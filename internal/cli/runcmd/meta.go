@@ -3,7 +3,8 @@ package runcmd
 // meta.options as Python Sacred writes it: every option of Sacred's
 // command line keyed by its long flag, false or null when not given, the
 // given values as strings; plus docopt's COMMAND, UPDATE, help and with.
-// Our own flags are added when given. Observer values are redacted.
+// Our own flags are added when given. Observer values and --ping are
+// redacted.
 
 import (
 	"github.com/spf13/pflag"
@@ -57,6 +58,9 @@ func (o *RunOptions) metaOptions() map[string]any {
 	return m
 }
 
+// redactor is a flag value that holds secrets (--ping).
+type redactor interface{ Redact(string) string }
+
 // optionValue is the recorded form of a flag given on the command line:
 // true/false for a boolean; for a repeatable flag a string when given once
 // and a list of strings when given several times; otherwise the string.
@@ -68,6 +72,8 @@ func (o *RunOptions) optionValue(fl *pflag.Flag) any {
 	redact := func(s string) string { return s }
 	if _, isObserver := o.observerVals[fl.Name]; isObserver {
 		redact = func(s string) string { return observer.RedactValue(fl.Name, s) }
+	} else if r, ok := fl.Value.(redactor); ok {
+		redact = r.Redact
 	}
 	if sv, ok := fl.Value.(pflag.SliceValue); ok {
 		vals := sv.GetSlice()

@@ -40,6 +40,10 @@ func (o *RunOptions) complete(f *cmdutil.Factory, c *cobra.Command, args []strin
 	if o.MonitorInterval < 0 || o.MonitorInterval > 0 && o.MonitorInterval < minMonitorInterval {
 		return cmdutil.FlagErrorf("--monitor-interval %g: want 0 (off) or at least %g seconds", o.MonitorInterval, minMonitorInterval)
 	}
+	if err := o.checkCron(fs, o.Capture); err != nil {
+		return err
+	}
+	o.StepSummary = o.stepSummary(f.Getenv)
 	if out, ok := o.IO.OutFile(); ok {
 		o.Stdout = out
 	}

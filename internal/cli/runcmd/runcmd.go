@@ -74,6 +74,18 @@ type RunOptions struct {
 	// Unbuffered asks for PYTHONUNBUFFERED=1 in the child's environment.
 	Unbuffered bool
 
+	// Cron and CI (cronci.go): Lock is the --lock file (absolute once
+	// complete), LockWait how long to wait for it; QuietUnlessFail,
+	// SummaryJSON (absolute once complete) and Ping are their flags.
+	Lock            string
+	LockWait        time.Duration
+	QuietUnlessFail bool
+	SummaryJSON     string
+	Ping            string
+	// StepSummary is GitHub Actions' step summary file, when the run
+	// writes a summary there.
+	StepSummary string
+
 	// Updates are the words after `with`; Config, ConfigUpdates,
 	// NamedConfigs and Seed are what they say.
 	Updates       []string
@@ -100,6 +112,8 @@ type RunOptions struct {
 	observerVals map[string]*[]string
 	kindFlags    []*pflag.Flag
 	kinds        []observer.Kind
+	// quiet holds sacred's messages under --quiet-unless-fail.
+	quiet *runner.Quiet
 }
 
 // NewCmdRun returns the `run` command. runF performs the run with complete
@@ -171,17 +185,39 @@ func example(kinds []observer.Kind) string {
 // Run performs `sacred run` with complete options and returns the exit
 // status.
 func Run(o *RunOptions) int {
-	lg := o.logger()
 	if o.Stdout == nil || o.Stderr == nil {
-		lg.errorf("sacred run needs its standard output and error to be files")
+		o.logger().errorf("sacred run needs its standard output and error to be files")
 		return cmdutil.ExitFailure
 	}
-	mode, err := capture.ParseMode(o.Capture, o.Stdout)
+	if o.QuietUnlessFail {
+		// Every message of sacred goes through the quiet buffer, shown
+		// only when the run fails.
+		o.quiet = runner.NewQuiet(o.Stdout, o.Stderr)
+		code := o.run(o.logger())
+		o.quiet.End(code != 0)
+		return code
+	}
+	return o.run(o.logger())
+}
+
+func (o *RunOptions) run(lg *logger) int {
+	release, code := o.takeLock(lg)
+	if code != 0 {
+		return code
+	}
+	defer release()
+	// Under --quiet-unless-fail nothing reaches the terminal as it comes,
+	// so the child gets pipes (pty only when asked for).
+	modeOut := o.Stdout
+	if o.QuietUnlessFail {
+		modeOut = nil
+	}
+	mode, err := capture.ParseMode(o.Capture, modeOut)
 	if err != nil {
 		lg.errorf("-C/--capture: %v", err)
 		return cmdutil.ExitUsage
 	}
-	if o.Unobserved && o.Capture == "" && o.MetricPattern == "" {
+	if o.Unobserved && o.Capture == "" && o.MetricPattern == "" && !o.QuietUnlessFail && o.Ping == "" {
 		// Nothing will read the output: let the child write straight to
 		// our streams, as Sacred does with no observers.
 		mode = capture.ModeNo
@@ -290,6 +326,10 @@ func Run(o *RunOptions) int {
 		Env:             o.Env,
 		Unbuffered:      o.Unbuffered,
 		Messages:        lg.infoWriter(),
+		Quiet:           o.quiet,
+		Ping:            o.Ping,
+		SummaryJSON:     o.SummaryJSON,
+		StepSummary:     o.StepSummary,
 	})
 }
 
@@ -308,7 +348,7 @@ func (o *RunOptions) buildObservers(lg *logger) ([]observer.Observer, int) {
 		lg.infof("no observer given: recording to %s in ./runs (-u records nothing; see sacred run --help)", def.Title)
 		o.Observers[def.Option] = []string{"runs"}
 	}
-	settings := observer.Settings{Flags: o.KindFlags, Warn: o.Stderr}
+	settings := observer.Settings{Flags: o.KindFlags, Warn: o.messageOut()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var obs []observer.Observer

@@ -216,61 +216,8 @@ func (r *Reader) extra(ctx context.Context, run *observer.Run) error {
 		return r.wrap("read run_extra", err)
 	}
 	if err == nil {
-		if command.Valid {
-			run.Command = command.String
-		}
-		if ex.Valid {
-			var x extraExperiment
-			if err := unmarshal(ex.String, &x); err != nil {
-				return r.wrap("decode experiment", err)
-			}
-			run.Experiment.Name, run.Experiment.BaseDir, run.Experiment.MainFile = x.Name, x.BaseDir, x.MainFile
-			run.Experiment.Dependencies = x.Dependencies
-			run.Experiment.Repositories = x.Repositories
-			run.Experiment.Sources = nil
-			for _, s := range x.Sources {
-				src := observer.Source{Name: s[0], MD5: s[1]}
-				for _, om := range x.Omitted {
-					if om.Name == src.Name && om.MD5 == src.MD5 {
-						src.Size, src.Omitted = om.Size, true
-					}
-				}
-				run.Experiment.Sources = append(run.Experiment.Sources, src)
-			}
-		}
-		if host.Valid {
-			var h extraHost
-			if err := unmarshal(host.String, &h); err != nil {
-				return r.wrap("decode host", err)
-			}
-			run.Host = &observer.Host{Hostname: h.Hostname, OS: h.OS, CPU: h.CPU, CPUCount: h.CPUCount,
-				MemoryTotal: h.MemoryTotal, GPUs: h.GPUs, ENV: h.ENV}
-		}
-		if meta.Valid {
-			var m extraMeta
-			if err := unmarshal(meta.String, &m); err != nil {
-				return r.wrap("decode meta", err)
-			}
-			run.Meta = observer.Meta{Command: m.Command, Argv: m.Argv, Cwd: m.Cwd, Options: m.Options,
-				Comment: m.Comment, Priority: m.Priority, ConfigUpdates: m.ConfigUpdates, NamedConfigs: m.NamedConfigs}
-			if m.QueueTime != "" {
-				var t dbTime
-				if t.parse(m.QueueTime) == nil {
-					run.Meta.QueueTime = &t.T
-				}
-			}
-		}
-		if result.Valid {
-			run.Result, run.HasResult = nil, true
-			if err := unmarshal(result.String, &run.Result); err != nil {
-				return r.wrap("decode result", err)
-			}
-		}
-		if trace.Valid {
-			run.FailTrace = nil
-			if err := unmarshal(trace.String, &run.FailTrace); err != nil {
-				return r.wrap("decode fail trace", err)
-			}
+		if err := r.overlay(run, command, ex, host, meta, result, trace); err != nil {
+			return err
 		}
 	}
 

@@ -151,6 +151,19 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	run := runOf(id, d)
+	if rel := str(d["captured_out_file"]); rel != "" {
+		if run.Output, err = r.outputFile(id, rel); err != nil {
+			return nil, err
+		}
+	} else {
+		run.Output = []byte(str(d["captured_out"]))
+	}
+	return run, nil
+}
+
+// runOf reads a run's document, all of it but the output.
+func runOf(id string, d map[string]any) *observer.Run {
 	run := &observer.Run{
 		ID:        id,
 		Status:    str(d["status"]),
@@ -188,14 +201,7 @@ func (r *Reader) Run(ctx context.Context, id string) (*observer.Run, error) {
 		run.Resources = append(run.Resources, res)
 	}
 	run.Metrics = readMetrics(obj(d["metrics"]))
-	if rel := str(d["captured_out_file"]); rel != "" {
-		if run.Output, err = r.outputFile(id, rel); err != nil {
-			return nil, err
-		}
-	} else {
-		run.Output = []byte(str(d["captured_out"]))
-	}
-	return run, nil
+	return run
 }
 
 // outputFile reads the full output of a run, a path relative to the store
