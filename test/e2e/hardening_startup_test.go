@@ -44,8 +44,12 @@ func TestHardening38UnobservedCollectsNothing(t *testing.T) {
 	if r.code != 3 {
 		t.Fatalf("exit %d, want the child's 3: %s", r.code, r.stderr)
 	}
+	r = sacred(t, dir, env, "run", "-u", "--summary-json", "s.json", "--", "true")
 	if called(marker) {
 		t.Error("sacred run -u ran nvidia-smi: host facts were collected though nothing records them")
+	}
+	if s := readJSON(t, filepath.Join(dir, "s.json")); r.code != 0 || s["experiment"] != "true" {
+		t.Errorf("-u --summary-json: exit %d, summary %v, want the experiment named true", r.code, s)
 	}
 
 	// Recording a run still collects them.

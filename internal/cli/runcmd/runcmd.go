@@ -233,7 +233,7 @@ func (o *RunOptions) run(lg *logger) int {
 	// Collect facts concurrently; git is the slow one. With -u nothing
 	// records them, so none is collected: the child starts sooner. The
 	// experiment is still read when something checks it (-e, or --source
-	// patterns that must match).
+	// patterns that must match) or names it (the run summary).
 	var (
 		wg     sync.WaitGroup
 		host   *observer.Host
@@ -248,7 +248,7 @@ func (o *RunOptions) run(lg *logger) int {
 			host, hostEr = collect.Host(o.CaptureEnv)
 		}()
 	}
-	if !o.Unobserved || o.EnforceClean || len(o.Sources) > 0 {
+	if !o.Unobserved || o.EnforceClean || len(o.Sources) > 0 || o.SummaryJSON != "" || o.StepSummary != "" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
