@@ -85,7 +85,7 @@ best_ns() {
 # median: the median of the numbers on stdin.
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-# time_cmds NAME=CMD...: mean and spread of each command, interleaved.
+# time_cmds NAME=CMD...: mean and spread of each command's wall time.
 time_cmds() {
 	if have hyperfine; then
 		local args=()
@@ -101,6 +101,29 @@ time_cmds() {
 		t1=$(now_ns)
 		printf '%-34s %8.2f ms per run (mean of %d, loop)\n' "${nc%%=*}" "$(awk -v d=$((t1 - t0)) -v n="$RUNS" 'BEGIN { print d / n / 1e6 }')" "$RUNS"
 	done
+}
+
+# cpu_rows NAME=CMD...: the median task-clock and page faults of each
+# command, the commands taking turns, so that the machine's load weighs on
+# each alike (the children's are included: `true` is the reference).
+cpu_rows() {
+	local nc i
+	for i in $(seq "$RUNS"); do
+		for nc in "$@"; do
+			rm -rf "$work/runs"
+			# shellcheck disable=SC2086
+			perf stat -x, -e task-clock,page-faults ${nc#*=} 2>&1 >/dev/null |
+				awk -F, -v n="${nc%%=*}" '$3 == "task-clock" || $3 == "page-faults" { print n "\t" $3 "\t" $1 }'
+		done
+	done | awk -F'\t' '
+		{ v[$1, $2, ++c[$1, $2]] = $3; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+		function med(name, ev,   k, m, a, i, j, t) {
+			m = c[name, ev]
+			for (i = 1; i <= m; i++) a[i] = v[name, ev, i]
+			for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+			return a[int((m + 1) / 2)]
+		}
+		END { for (k = 1; k <= n; k++) printf "%-34s %7.2f ms CPU  %6d page faults\n", order[k], med(order[k], "task-clock"), med(order[k], "page-faults") }'
 }
 
 # to_child PREFIX...: the median time from launching PREFIX to the start of
@@ -122,7 +145,7 @@ machine() {
 
 startup() {
 	echo
-	echo "== startup: wall time, $RUNS runs each after 5 warm-ups, interleaved; in $work (no git repository)"
+	echo "== startup: wall time, $RUNS runs each after 5 warm-ups, one command after the other; in $work (no git repository)"
 	local cmds=("true=true" "empty Go binary=$tmp/empty-go" "sacred --version=$sacred --version"
 		"sacred run -u -- true=$sacred run -u -- true" "sacred run -F DIR -- true=$sacred run -F $work/runs -- true")
 	if [ -n "$base" ]; then
@@ -130,6 +153,12 @@ startup() {
 			"base run -F DIR -- true=$base run -F $work/runs -- true")
 	fi
 	(cd "$work" && time_cmds "${cmds[@]}")
+
+	if have perf; then
+		echo
+		echo "== CPU time (task-clock) and page faults, the commands interleaved round by round (perf stat, median of $RUNS)"
+		(cd "$work" && cpu_rows "${cmds[@]}")
+	fi
 
 	echo
 	echo "== startup in a git repository (this checkout: the repository is read before the child starts)"
