@@ -288,6 +288,12 @@ python() {
 		return
 	fi
 	local mb=$((LINES * 100 / 1000000))
+	# The rows say when Python is unbuffered: not through the environment
+	# this script was started with.
+	if [ -n "${PYTHONUNBUFFERED:-}" ]; then
+		echo "(PYTHONUNBUFFERED=$PYTHONUNBUFFERED was set in this environment: unset for these rows)"
+		unset PYTHONUNBUFFERED
+	fi
 	echo "== issue 8 item 37: a Python program prints $mb MB of 100-byte lines ($(python3 --version)); best of $TRIES; wrapper stdout to /dev/null"
 	cat >"$tmp/print.py" <<-EOF
 		import sys
