@@ -41,11 +41,11 @@ var notADirectory = syscall.ENOTDIR
 //
 // The repository is read directly (gitrepo.go, gitindex.go,
 // gitobjects.go): no process is started for a clean repository, nor for
-// one whose index differs from HEAD or that lost a file. The git command
-// is asked only when a file's bytes differ from the index (filters such as
-// core.autocrlf may make them equal for git) or when the repository's
-// format is one the reader does not know; without git such a file counts
-// as a change.
+// one whose index differs from HEAD, that lost a file or whose files
+// changed. The git command is asked only when a changed file is one git
+// may convert (core.autocrlf, attributes: gitfilters.go), which may make
+// it equal for git, or when the repository's format is one the reader
+// does not know; without git such a file counts as a change.
 func Git(paths []string) ([]observer.Repository, error) {
 	return gitRepositories(paths, lookGitCommand)
 }
@@ -142,7 +142,7 @@ func describeRepo(root string, lookGit func() (string, error)) (*observer.Reposi
 	case err != nil:
 		return nil, err
 	case d == maybeDirty:
-		// Content differs from the index, which filters (core.autocrlf,
+		// Content differs from the index, which conversions (core.autocrlf,
 		// .gitattributes) may explain: only git knows.
 		bin, lerr := lookGit()
 		if lerr != nil {
@@ -392,9 +392,9 @@ func entryChanged(r *gitRepo, p string, e *indexEntry, fi fs.FileInfo, indexTime
 		return isClean, nil
 	}
 	// A different content: certain for a link (no filter applies to it),
-	// only likely for a file.
+	// only likely for a file that git may convert.
 	differs := isDirty
-	if e.mode != modeSymlink {
+	if e.mode != modeSymlink && r.mayConvert(e.name) {
 		differs = maybeDirty
 		if uint32(fi.Size()) != e.size {
 			return differs, nil // no need to read the file

@@ -22,6 +22,14 @@ func gitCmd(t testing.TB, dir string, args ...string) string {
 	return string(out)
 }
 
+// noUserGitConfig keeps the machine's own git settings (an autocrlf, an
+// attributes file) away from the reader, as gitCmd keeps them from git.
+func noUserGitConfig(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+}
+
 // noGitCommand is lookGit on a machine without git.
 func noGitCommand() (string, error) { return "", exec.ErrNotFound }
 
@@ -156,14 +164,11 @@ func TestGitDirtyMatchesGit(t *testing.T) {
 			}
 		}, true},
 	}
-	// Where a file's bytes differ from the index, only git can tell
-	// whether its filters explain it: the git command is asked. Everywhere
-	// else the built-in reader answers alone.
-	asksGit := map[string]bool{
-		"modified tracked file":                          true,
-		"same size modification":                         true,
-		"racily clean: same size and mtime as the index": true,
-	}
+	// Without core.autocrlf or attributes git converts nothing, so the
+	// built-in reader answers every case alone (TestGitConversionAsksGit
+	// has those that ask git).
+	noUserGitConfig(t)
+	asksGit := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := newRepo(t)

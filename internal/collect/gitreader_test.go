@@ -368,3 +368,53 @@ func FuzzParseGitIndex(f *testing.F) {
 		parseGitIndex(data, hashSize) // must not panic
 	})
 }
+
+// A changed file that git may convert (core.autocrlf, attributes) is
+// decided by git, which may find it equal to the index; any other changed
+// file is a change without asking.
+func TestGitConversionAsksGit(t *testing.T) {
+	needGit(t)
+	noUserGitConfig(t)
+
+	// core.autocrlf: git decides (it calls a CRLF copy of a file of
+	// another size modified, as its status does for any size change).
+	dir := newRepo(t)
+	gitCmd(t, dir, "config", "core.autocrlf", "true")
+	writeFile(t, filepath.Join(dir, "train.py"), "print('hi')\r\n")
+	if _, err := gitRepositories([]string{dir}, brokenGitCommand); err == nil {
+		t.Error("core.autocrlf: git was not asked")
+	}
+	if repos, err := Git([]string{dir}); err != nil || len(repos) != 1 || repos[0].Dirty != gitDirty(t, dir) {
+		t.Errorf("core.autocrlf, CRLF copy: %+v, %v; want what git says", repos, err)
+	}
+
+	// A clean filter makes other bytes equal to the index for git.
+	dir = newRepo(t)
+	gitCmd(t, dir, "config", "filter.upper.clean", "tr a-z A-Z")
+	writeFile(t, filepath.Join(dir, "pkg", ".gitattributes"), "*.py filter=upper\n")
+	gitCmd(t, dir, "add", "pkg/.gitattributes")
+	gitCmd(t, dir, "add", "--renormalize", ".")
+	gitCmd(t, dir, "commit", "-q", "-m", "filter")
+	writeFile(t, filepath.Join(dir, "pkg", "helpers.py"), "x = 1\n") // the index holds "X = 1"
+	if ref := gitDirty(t, dir); ref {
+		t.Fatal("premise: git says the filtered file changed")
+	}
+	writeFile(t, filepath.Join(dir, "pkg", "helpers.py"), "x = 1\n") // stat-dirty again
+	if _, err := gitRepositories([]string{dir}, brokenGitCommand); err == nil {
+		t.Error("a change under .gitattributes: git was not asked")
+	}
+	if repos, err := Git([]string{dir}); err != nil || len(repos) != 1 || repos[0].Dirty {
+		t.Errorf("filtered file equal for git: %+v, %v; want clean", repos, err)
+	}
+	writeFile(t, filepath.Join(dir, "pkg", "helpers.py"), "x = 1\n")
+	if repos, err := gitRepositories([]string{dir}, noGitCommand); err != nil || len(repos) != 1 || !repos[0].Dirty {
+		t.Errorf("filtered file without git: %+v, %v; want a change (the documented limit)", repos, err)
+	}
+
+	// Attributes apply below their directory only.
+	writeFile(t, filepath.Join(dir, "pkg", "helpers.py"), "X = 1\n")
+	writeFile(t, filepath.Join(dir, "train.py"), "print('changed')\n")
+	if repos, err := gitRepositories([]string{dir}, brokenGitCommand); err != nil || len(repos) != 1 || !repos[0].Dirty {
+		t.Errorf("a change outside the attributes' directory: %+v, %v; want dirty without git", repos, err)
+	}
+}

@@ -30,6 +30,8 @@ type gitRepo struct {
 	commonDir string // shared files: config, refs, packed-refs, objects
 	config    *gitConfig
 	hashSize  int // 20 (SHA-1) or 32 (SHA-256)
+
+	convertGlobal *bool // see mayConvert
 }
 
 // openGitRepo opens the repository whose worktree is root. A bare
