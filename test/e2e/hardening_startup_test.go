@@ -12,7 +12,7 @@ import (
 // can be asserted without timing is what the wrapper does not do: with
 // -u it collects nothing (no nvidia-smi, which takes tens of milliseconds
 // or more on a machine with GPUs), and it reads a git repository without
-// starting git unless a file's bytes differ from the index. The times
+// starting git unless git may convert a changed file. The times
 // themselves are benchmarks (scripts/bench.sh, docs/performance.md).
 
 // markerCommand writes an executable name into a new directory that
@@ -105,8 +105,9 @@ func repositoryOf(t *testing.T, dir string, env []string) map[string]any {
 }
 
 // The repository is read from .git directly: a clean one starts no git
-// process; a changed file asks git (its filters may explain the change);
-// without git installed the answer is the reader's own.
+// process, nor a changed file; git is asked when attributes or
+// core.autocrlf may make a changed file equal for it; without git
+// installed the answer is the reader's own.
 func TestHardening38GitReadWithoutGitProcess(t *testing.T) {
 	realGit, err := exec.LookPath("git")
 	if err != nil {
@@ -127,7 +128,9 @@ func TestHardening38GitReadWithoutGitProcess(t *testing.T) {
 	head := gitRun(t, repo, "rev-parse", "HEAD")
 
 	fake, marker := markerCommand(t, "git", `exec '`+realGit+`' "$@"`)
-	env := []string{"PATH=" + fake + string(os.PathListSeparator) + os.Getenv("PATH")}
+	// The machine's own git settings (an autocrlf) stay out of it.
+	env := []string{"PATH=" + fake + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"GIT_CONFIG_GLOBAL=" + os.DevNull, "GIT_CONFIG_NOSYSTEM=1"}
 
 	got := repositoryOf(t, repo, env)
 	if got["commit"] != head || got["dirty"] != false || got["url"] != "https://example.com/team/exp.git" {
@@ -138,6 +141,8 @@ func TestHardening38GitReadWithoutGitProcess(t *testing.T) {
 		t.Errorf("a clean repository started git: %s", calls)
 	}
 
+	// A changed file is a change without asking git (git.diff, made
+	// after the child started, does run git).
 	if err := os.WriteFile(filepath.Join(repo, "train.py"), []byte("print(2)\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +150,21 @@ func TestHardening38GitReadWithoutGitProcess(t *testing.T) {
 	if got["dirty"] != true {
 		t.Errorf("modified file: recorded as %v, want dirty", got)
 	}
-	if calls, _ := os.ReadFile(marker); !strings.Contains(string(calls), "status") {
-		t.Errorf("a changed file did not ask git status; git calls: %q", calls)
+	if calls, _ := os.ReadFile(marker); strings.Contains(string(calls), " status ") {
+		t.Errorf("a changed file that git does not convert asked git status: %q", calls)
+	}
+	// Unless attributes may make it equal for git: then git decides.
+	if err := os.WriteFile(filepath.Join(repo, ".gitattributes"), []byte("*.py text\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got = repositoryOf(t, repo, env); got["dirty"] != true {
+		t.Errorf("modified file under attributes: recorded as %v, want dirty", got)
+	}
+	if calls, _ := os.ReadFile(marker); !strings.Contains(string(calls), " status ") {
+		t.Errorf("a changed file under .gitattributes did not ask git status; git calls: %q", calls)
+	}
+	if err := os.Remove(filepath.Join(repo, ".gitattributes")); err != nil {
+		t.Fatal(err)
 	}
 
 	// No git on PATH at all: sh and true only.
@@ -160,7 +178,7 @@ func TestHardening38GitReadWithoutGitProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	noGit := []string{"PATH=" + bare}
+	noGit := []string{"PATH=" + bare, "GIT_CONFIG_GLOBAL=" + os.DevNull, "GIT_CONFIG_NOSYSTEM=1"}
 	if got = repositoryOf(t, repo, noGit); got["dirty"] != true || got["commit"] != head {
 		t.Errorf("modified file without git: recorded as %v, want commit %s, dirty", got, head)
 	}
