@@ -7,8 +7,8 @@ import (
 )
 
 // syncBatch is many sync replies in a row, written at once when a client
-// owes us many.
-var syncBatch = bytes.Repeat(syncReply, 256)
+// owes us many; made on first use (`sacred log`, the client, never needs it).
+var syncBatch = sync.OnceValue(func() []byte { return bytes.Repeat(syncReply, 256) })
 
 // replier answers a connection's sync requests from its own goroutine, so
 // that reading never waits for writing. A client that sends many syncs and
@@ -76,8 +76,9 @@ func (r *replier) loop() {
 			continue
 		}
 		for n > 0 && !failed {
-			k := min(n, len(syncBatch)/len(syncReply))
-			if _, err := r.c.Write(syncBatch[:k*len(syncReply)]); err != nil {
+			batch := syncBatch()
+			k := min(n, len(batch)/len(syncReply))
+			if _, err := r.c.Write(batch[:k*len(syncReply)]); err != nil {
 				// The client went away or stopped reading past Close's
 				// deadline: it will not read the rest either.
 				failed = true

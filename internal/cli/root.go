@@ -47,11 +47,17 @@ func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 }
 
 // newCmdRootFor returns the root command for args: all of it, except for
-// `sacred log`, which scripts call once per metric point and which needs
-// none of the other commands' flags (issue 8 item 38).
+// `sacred log`, which scripts call once per metric point, and `sacred run`,
+// whose child waits for it: each builds only its own command (issue 8
+// item 38).
 func newCmdRootFor(f *cmdutil.Factory, args []string) *cobra.Command {
-	if len(args) > 0 && args[0] == "log" {
-		return newRoot(f, logcmd.NewCmdLog(f, nil))
+	if len(args) > 0 {
+		switch args[0] {
+		case "log":
+			return newRoot(f, logcmd.NewCmdLog(f, nil))
+		case "run":
+			return newRoot(f, runcmd.NewCmdRun(f, nil))
+		}
 	}
 	return NewCmdRoot(f)
 }

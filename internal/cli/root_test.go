@@ -146,10 +146,10 @@ func BenchmarkMainLogMetric(b *testing.B) {
 }
 
 // BenchmarkNewCmdRoot is the cost of building the command tree alone:
-// all of it, and what `sacred log` builds.
+// all of it, and what `sacred run` and `sacred log` build.
 func BenchmarkNewCmdRoot(b *testing.B) {
 	f := cmdutil.NewTest(nil, "/")
-	for _, args := range [][]string{{"run"}, {"log"}} {
+	for _, args := range [][]string{{"all"}, {"run"}, {"log"}} {
 		b.Run(args[0], func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

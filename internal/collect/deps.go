@@ -113,7 +113,7 @@ func importedDists(idx *distIndex, argv []string, cwd, mainFile string, sources 
 	mods := map[string]bool{}
 	add := func(m string) { mods[m] = true }
 	for i, a := range argv {
-		if a == "-m" && i+1 < len(argv) && i > 0 && pythonName.MatchString(filepath.Base(argv[i-1])) {
+		if a == "-m" && i+1 < len(argv) && i > 0 && isPythonName(filepath.Base(argv[i-1])) {
 			add(argv[i+1])
 		}
 	}
@@ -141,7 +141,7 @@ func importedDists(idx *distIndex, argv []string, cwd, mainFile string, sources 
 	var out []*dist
 	for _, m := range names {
 		top, _, _ := strings.Cut(m, ".")
-		if stdlibModules[top] || isLocalModule(scriptDir, top) {
+		if stdlibModules()[top] || isLocalModule(scriptDir, top) {
 			continue
 		}
 		out = append(out, idx.providers(m)...)
@@ -176,7 +176,7 @@ func hasPythonShebang(p string) bool {
 		return false
 	}
 	for _, f := range strings.Fields(line[2:]) {
-		if pythonName.MatchString(filepath.Base(f)) {
+		if isPythonName(filepath.Base(f)) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -389,4 +390,19 @@ func BenchmarkDependencies300(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		pythonDependencies(argv, dir, main, []string{main}, DepsImported, env(nil))
 	}
+}
+
+// isPythonName is the regular expression it documents, written out.
+func FuzzIsPythonName(f *testing.F) {
+	re := regexp.MustCompile(`^python(\d+(\.\d+)?[td]?)?w?(\.exe)?$`)
+	for _, s := range []string{"python", "python3", "python3.11", "pythonw", "python3.11t", "python3.13td",
+		"python3.11tw.exe", "python.exe", "python3.", "python.3", "pythont", "pythonww", "python3w", "python3.11d",
+		"python3.x", "ipython", "python2.7.exe", "python-config", "python3.11w.exe.exe", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isPythonName(s), re.MatchString(s); got != want {
+			t.Errorf("isPythonName(%q) = %v, the expression says %v", s, got, want)
+		}
+	})
 }

@@ -107,7 +107,7 @@ func Experiment(argv []string, cwd, nameOverride string, sourceGlobs []string, o
 	}
 	for _, a := range argv {
 		abs, fi, ok := argFile(base, a)
-		if !ok || pythonName.MatchString(filepath.Base(a)) {
+		if !ok || isPythonName(filepath.Base(a)) {
 			// An interpreter in the project (.venv/bin/python) is
 			// not the experiment's main file: the script it runs is.
 			continue

@@ -2,24 +2,23 @@ package collect
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
-
-	"github.com/go-git/go-billy/v5"
-	git "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/index"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -39,7 +38,22 @@ var notADirectory = syscall.ENOTDIR
 //
 // Paths outside any repository are skipped, so outside git the result is
 // an empty list and no error. It is safe to call from several goroutines.
+//
+// The repository is read directly (gitrepo.go, gitindex.go,
+// gitobjects.go): no process is started for a clean repository, nor for
+// one whose index differs from HEAD, that lost a file or whose files
+// changed. The git command is asked only when a changed file is one git
+// may convert (core.autocrlf, attributes: gitfilters.go), which may make
+// it equal for git, or when the repository's format is one the reader
+// does not know; without git such a file counts as a change.
 func Git(paths []string) ([]observer.Repository, error) {
+	return gitRepositories(paths, lookGitCommand)
+}
+
+// lookGitCommand finds the git command once per process.
+var lookGitCommand = sync.OnceValues(func() (string, error) { return exec.LookPath("git") })
+
+func gitRepositories(paths []string, lookGit func() (string, error)) ([]observer.Repository, error) {
 	repos := []observer.Repository{}
 	rootOf := map[string]string{} // directory → worktree root ("" = none)
 	done := map[string]bool{}
@@ -57,7 +71,7 @@ func Git(paths []string) ([]observer.Repository, error) {
 			continue
 		}
 		done[root] = true
-		r, err := describeRepo(root)
+		r, err := describeRepo(root, lookGit)
 		if err != nil {
 			return repos, fmt.Errorf("repository %s: %w", root, err)
 		}
@@ -97,97 +111,218 @@ func findRoot(dir string, cache map[string]string) string {
 }
 
 // describeRepo returns nil for a bare repository or a .git that is not one.
-func describeRepo(root string) (*observer.Repository, error) {
-	repo, err := git.PlainOpenWithOptions(root, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
-	if err != nil {
-		if errors.Is(err, git.ErrRepositoryNotExists) {
-			return nil, nil
-		}
+// The built-in reader answers alone whenever it can be exact (see dirty);
+// otherwise git, found by lookGit, decides, as git status would.
+func describeRepo(root string, lookGit func() (string, error)) (*observer.Repository, error) {
+	repo, err := openGitRepo(root)
+	unsupported := errors.Is(err, errGitUnsupported)
+	switch {
+	case errors.Is(err, errNotARepository):
+		return nil, nil
+	case err != nil && !unsupported:
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		if errors.Is(err, git.ErrIsBareRepository) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("worktree: %w", err)
+	if unsupported {
+		return describeWithGit(root, lookGit, err)
 	}
-	wtRoot := wt.Filesystem.Root()
-
-	out := &observer.Repository{URL: remoteURL(repo, wtRoot)}
-	var headTree *object.Tree
-	head, err := repo.Head()
+	out := &observer.Repository{URL: repo.remoteURL()}
+	commit, err := repo.head()
 	switch {
-	case errors.Is(err, plumbing.ErrReferenceNotFound):
+	case errors.Is(err, errNoCommit):
 		// No commit yet: Commit stays "".
 	case err != nil:
 		return nil, fmt.Errorf("read HEAD: %w", err)
 	default:
-		out.Commit = head.Hash().String()
-		c, err := repo.CommitObject(head.Hash())
-		if err != nil {
-			return nil, fmt.Errorf("read HEAD commit: %w", err)
-		}
-		if headTree, err = c.Tree(); err != nil {
-			return nil, fmt.Errorf("read HEAD tree: %w", err)
-		}
+		out.Commit = commit
 	}
+	d, err := repo.dirty(commit)
+	switch {
+	case errors.Is(err, errGitUnsupported):
+		return describeWithGit(root, lookGit, err)
+	case err != nil:
+		return nil, err
+	case d == maybeDirty:
+		// Content differs from the index, which conversions (core.autocrlf,
+		// .gitattributes) may explain: only git knows.
+		bin, lerr := lookGit()
+		if lerr != nil {
+			out.Dirty = true
+			return out, nil
+		}
+		if out.Dirty, err = gitStatusDirty(bin, root); err != nil {
+			return nil, err
+		}
+	default:
+		out.Dirty = d == isDirty
+	}
+	return out, nil
+}
 
-	idx, err := readIndex(repo)
+// describeWithGit asks the git command about a repository the built-in
+// reader cannot read (why says what it met).
+func describeWithGit(root string, lookGit func() (string, error), why error) (*observer.Repository, error) {
+	bin, err := lookGit()
 	if err != nil {
-		return nil, fmt.Errorf("read index: %w", err)
+		return nil, fmt.Errorf("%w, and the git command is not installed", why)
 	}
-	// core.filemode and core.trustctime as git reads them (defaults true;
-	// git init writes filemode=false on Windows).
-	fileMode, trustCtime := runtime.GOOS != "windows", true
-	if cfg, err := repo.Config(); err == nil {
-		core := cfg.Raw.Section("core").Options
-		fileMode = parseGitBool(core.Get("filemode"), fileMode)
-		trustCtime = parseGitBool(core.Get("trustctime"), trustCtime)
+	out := &observer.Repository{}
+	g := gitRunner{bin: bin, root: root}
+	ctx, cancel := context.WithTimeout(context.Background(), gitStatusTimeout)
+	defer cancel()
+	if u, err := g.output(ctx, "config", "--local", "--get", "remote.origin.url"); err == nil && u != "" {
+		out.URL = StripURLCredentials(u)
+	} else {
+		out.URL = "git:/" + filepath.ToSlash(root)
+		// Else the first remote by name.
+		if names, err := g.output(ctx, "remote"); err == nil && names != "" {
+			list := strings.Fields(names)
+			sort.Strings(list)
+			if u, err := g.output(ctx, "config", "--local", "--get", "remote."+list[0]+".url"); err == nil && u != "" {
+				out.URL = StripURLCredentials(u)
+			}
+		}
 	}
-	out.Dirty, err = dirty(wtRoot, idx, headTree, fileMode, trustCtime)
-	if err != nil {
+	if h, err := g.output(ctx, "rev-parse", "--verify", "-q", "HEAD^{commit}"); err == nil {
+		out.Commit = h
+	}
+	if out.Dirty, err = gitStatusDirty(bin, root); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// readIndex reads the index through go-git, and copes with an index
-// written with index.skipHash (git 2.40+, implied by feature.manyFiles):
-// its trailing checksum is all zeros, which go-git rejects.
-func readIndex(repo *git.Repository) (*index.Index, error) {
-	idx, err := repo.Storer.Index()
-	if err == nil || !errors.Is(err, index.ErrInvalidChecksum) {
-		return idx, err
+// gitStatusTimeout bounds a git command run before the child starts.
+const gitStatusTimeout = 10 * time.Second
+
+// gitStatusDirty is git's own answer: a tracked file differs between HEAD,
+// the index and the working tree. Submodules count when their commit
+// moved, not for changes inside them (as the built-in reader). git takes
+// no lock and fetches nothing (a partial clone's missing objects fail).
+func gitStatusDirty(bin, root string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gitStatusTimeout)
+	defer cancel()
+	g := gitRunner{bin: bin, root: root}
+	cmd := g.cmd(ctx, "status", "--porcelain", "--untracked-files=no", "--ignore-submodules=dirty")
+	cmd.Env = append(cmd.Env, "GIT_NO_LAZY_FETCH=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return false, gitError([]string{"status"}, err, stderr.String())
 	}
-	st, ok := repo.Storer.(interface{ Filesystem() billy.Filesystem })
-	if !ok {
-		return nil, err
+	return len(bytes.TrimSpace(out)) > 0, nil
+}
+
+type dirtiness int
+
+const (
+	isClean    dirtiness = iota
+	isDirty              // certain: git would say so whatever its filters
+	maybeDirty           // a file's bytes differ from the index's blob
+)
+
+// dirty compares HEAD with the index, then the index with the working
+// tree, and stops at the first difference.
+func (r *gitRepo) dirty(commit string) (dirtiness, error) {
+	idx, err := readGitIndex(r)
+	if err != nil {
+		return isClean, fmt.Errorf("read index: %w", err)
 	}
-	fsys := st.Filesystem()
-	f, ferr := fsys.Open("index")
-	if ferr != nil {
-		return nil, err
+	for _, e := range idx.entries {
+		if e.stage != 0 || e.intentToAdd {
+			return isDirty, nil // a conflict or `git add -N` shows up in git diff
+		}
 	}
-	defer f.Close()
-	data, ferr := io.ReadAll(f)
-	if ferr != nil {
-		return nil, fmt.Errorf("read %s: %w", f.Name(), ferr)
+	if commit == "" {
+		if len(idx.entries) > 0 {
+			return isDirty, nil
+		}
+	} else {
+		s := newObjectStore(r)
+		defer s.close()
+		same, err := indexMatchesCommit(s, idx, commit)
+		if err != nil {
+			return isClean, err
+		}
+		if !same {
+			return isDirty, nil
+		}
 	}
-	n := len(data) - sha1.Size
-	if n < 0 || !bytes.Equal(data[n:], make([]byte, sha1.Size)) {
-		return nil, err // a real checksum mismatch: the index is corrupt
+	// core.filemode and core.trustctime as git reads them (defaults true;
+	// git init writes filemode=false on Windows).
+	fileMode := r.config.bool("core.filemode", runtime.GOOS != "windows")
+	trustCtime := r.config.bool("core.trustctime", true)
+	return worktreeDiffersFromIndex(r, idx, fileMode, trustCtime)
+}
+
+// indexMatchesCommit reports whether the index holds exactly the commit's
+// tree. Directories whose cache-tree entry (valid since git last wrote
+// the tree) equals the commit's subtree are not read: after a commit
+// that is the whole tree, and one commit object is all that is read.
+func indexMatchesCommit(s *objectStore, idx *gitIndex, commit string) (bool, error) {
+	tree, err := s.commitTree(hexToRaw(commit))
+	if err != nil {
+		return false, fmt.Errorf("read HEAD commit: %w", err)
 	}
-	sum := sha1.Sum(data[:n])
-	copy(data[n:], sum[:])
-	idx = &index.Index{}
-	if derr := index.NewDecoder(bytes.NewReader(data)).Decode(idx); derr != nil {
-		return nil, derr
+	c := treeComparer{s: s, idx: idx}
+	same, err := c.tree("", tree)
+	if err != nil {
+		return false, fmt.Errorf("read HEAD tree: %w", err)
 	}
-	if fi, serr := fsys.Stat("index"); serr == nil {
-		idx.ModTime = fi.ModTime()
+	return same && c.next == len(idx.entries), nil
+}
+
+// treeComparer walks a tree in git's order, which is the index's order,
+// matching entries one by one.
+type treeComparer struct {
+	s    *objectStore
+	idx  *gitIndex
+	next int // the first index entry not yet matched
+}
+
+func (c *treeComparer) tree(dir, id string) (bool, error) {
+	if ct, ok := c.idx.trees[dir]; ok && ct.id == id && c.next+ct.count <= len(c.idx.entries) {
+		c.next += ct.count
+		return true, nil
 	}
-	return idx, nil
+	data, err := c.s.readAs(id, objTree)
+	if err != nil {
+		return false, err
+	}
+	entries, err := parseTree(data, c.s.hashSize)
+	if err != nil {
+		return false, fmt.Errorf("tree %x: %w", id, err)
+	}
+	for _, te := range entries {
+		p := te.name
+		if dir != "" {
+			p = dir + "/" + te.name
+		}
+		if te.mode == modeTree {
+			same, err := c.tree(p, te.id)
+			if err != nil || !same {
+				return false, err
+			}
+			continue
+		}
+		if c.next >= len(c.idx.entries) {
+			return false, nil
+		}
+		e := c.idx.entries[c.next]
+		if e.name != p || e.id != te.id || normMode(e.mode) != normMode(te.mode) {
+			return false, nil
+		}
+		c.next++
+	}
+	return true, nil
+}
+
+// normMode folds the old 100664 mode into 100644 as git does.
+func normMode(m uint32) uint32 {
+	if m == modeDeprecated {
+		return modeRegular
+	}
+	return m
 }
 
 func parseGitBool(v string, def bool) bool {
@@ -200,205 +335,142 @@ func parseGitBool(v string, def bool) bool {
 	return def
 }
 
-func remoteURL(repo *git.Repository, wtRoot string) string {
-	remotes, err := repo.Remotes()
-	if err == nil && len(remotes) > 0 {
-		sort.Slice(remotes, func(i, j int) bool {
-			a, b := remotes[i].Config().Name, remotes[j].Config().Name
-			if (a == "origin") != (b == "origin") {
-				return a == "origin"
-			}
-			return a < b
-		})
-		if urls := remotes[0].Config().URLs; len(urls) > 0 {
-			return StripURLCredentials(urls[0])
-		}
-	}
-	// Sacred writes "git:/" + working_dir, e.g. git://home/user/exp.
-	return "git:/" + filepath.ToSlash(wtRoot)
-}
-
-// dirty compares HEAD with the index, then the index with the working tree,
-// and stops at the first difference.
-func dirty(root string, idx *index.Index, head *object.Tree, fileMode, trustCtime bool) (bool, error) {
-	d, err := indexDiffersFromHead(idx, head)
-	if err != nil || d {
-		return d, err
-	}
-	return worktreeDiffersFromIndex(root, idx, fileMode, trustCtime)
-}
-
-func indexDiffersFromHead(idx *index.Index, head *object.Tree) (bool, error) {
-	if head == nil {
-		return len(idx.Entries) > 0, nil
-	}
-	for _, e := range idx.Entries {
-		if e.Stage != 0 || e.IntentToAdd {
-			return true, nil // a conflict or `git add -N` shows up in git diff
-		}
-	}
-	// Fast path: git keeps a valid cache-tree after a commit; its root hash
-	// equal to HEAD's tree means the index holds exactly HEAD's content.
-	if idx.Cache != nil {
-		for _, t := range idx.Cache.Entries {
-			if t.Path == "" && t.Entries == len(idx.Entries) {
-				if t.Hash == head.Hash {
-					return false, nil
-				}
-				break
-			}
-		}
-	}
-	type blob struct {
-		hash plumbing.Hash
-		mode filemode.FileMode
-	}
-	inHead := make(map[string]blob, len(idx.Entries))
-	w := object.NewTreeWalker(head, true, nil)
-	defer w.Close()
-	for {
-		name, e, err := w.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return false, fmt.Errorf("walk HEAD tree: %w", err)
-		}
-		if e.Mode == filemode.Dir {
-			continue
-		}
-		inHead[name] = blob{e.Hash, e.Mode}
-	}
-	if len(inHead) != len(idx.Entries) {
-		return true, nil
-	}
-	for _, e := range idx.Entries {
-		b, ok := inHead[e.Name]
-		if !ok || b.hash != e.Hash || normMode(b.mode) != normMode(e.Mode) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// normMode folds the old 100664 mode into 100644 as git does.
-func normMode(m filemode.FileMode) filemode.FileMode {
-	if m == filemode.Deprecated {
-		return filemode.Regular
-	}
-	return m
-}
-
 // worktreeDiffersFromIndex does what `git diff` does for each entry: equal
 // stat data (size, mtime, mode) means unchanged, unless the file may have
 // changed in the same instant the index was written ("racily clean"), in
 // which case, as for any stat difference, the content is hashed.
-func worktreeDiffersFromIndex(root string, idx *index.Index, fileMode, trustCtime bool) (bool, error) {
-	for _, e := range idx.Entries {
-		if e.SkipWorktree {
+func worktreeDiffersFromIndex(r *gitRepo, idx *gitIndex, fileMode, trustCtime bool) (dirtiness, error) {
+	for i := range idx.entries {
+		e := &idx.entries[i]
+		if e.skipWorktree {
 			continue
 		}
-		p := filepath.Join(root, filepath.FromSlash(e.Name))
+		p := filepath.Join(r.worktree, filepath.FromSlash(e.name))
 		fi, err := os.Lstat(p)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, notADirectory) {
-				return true, nil // deleted
+				return isDirty, nil // deleted
 			}
-			return false, fmt.Errorf("stat %s: %w", e.Name, err)
+			return isClean, fmt.Errorf("stat %s: %w", e.name, err)
 		}
-		changed, err := entryChanged(p, e, fi, idx, fileMode, trustCtime)
-		if err != nil || changed {
-			return changed, err
+		d, err := entryChanged(r, p, e, fi, idx.mtime, fileMode, trustCtime)
+		if err != nil || d != isClean {
+			return d, err
 		}
 	}
-	return false, nil
+	return isClean, nil
 }
 
-func entryChanged(p string, e *index.Entry, fi fs.FileInfo, idx *index.Index, fileMode, trustCtime bool) (bool, error) {
-	switch e.Mode {
-	case filemode.Submodule:
+func entryChanged(r *gitRepo, p string, e *indexEntry, fi fs.FileInfo, indexTime time.Time, fileMode, trustCtime bool) (dirtiness, error) {
+	switch e.mode {
+	case modeGitlink:
 		if !fi.IsDir() {
-			return true, nil
+			return isDirty, nil
 		}
-		return submoduleMoved(p, e.Hash), nil
-	case filemode.Symlink:
+		if submoduleMoved(p, e.id) {
+			return isDirty, nil
+		}
+		return isClean, nil
+	case modeSymlink:
 		if fi.Mode()&fs.ModeSymlink == 0 {
-			return true, nil
+			return isDirty, nil
 		}
 	default: // regular or executable file
 		if !fi.Mode().IsRegular() {
-			return true, nil
+			return isDirty, nil
 		}
-		if fileMode && (fi.Mode()&0o100 != 0) != (e.Mode == filemode.Executable) {
-			return true, nil
+		if fileMode && (fi.Mode()&0o100 != 0) != (e.mode == modeExecutable) {
+			return isDirty, nil
 		}
 	}
-	sameStat := uint32(fi.Size()) == e.Size && fi.ModTime().Equal(e.ModifiedAt)
+	mt := fi.ModTime()
+	sameStat := uint32(fi.Size()) == e.size && uint32(mt.Unix()) == e.mtimeSec && uint32(mt.Nanosecond()) == e.mtimeNsec
 	if ct, ok := statCtime(fi); sameStat && ok && trustCtime {
-		sameStat = ct.Equal(e.CreatedAt)
+		sameStat = uint32(ct.Unix()) == e.ctimeSec && uint32(ct.Nanosecond()) == e.ctimeNsec
 	}
-	if sameStat && (idx.ModTime.IsZero() || fi.ModTime().Before(idx.ModTime)) {
-		return false, nil
+	if sameStat && (indexTime.IsZero() || mt.Before(indexTime)) {
+		return isClean, nil
 	}
-	if e.Mode != filemode.Symlink && uint64(fi.Size())&0xffffffff != uint64(e.Size) {
-		return true, nil // sizes differ: no need to read the file
+	// A different content: certain for a link (no filter applies to it),
+	// only likely for a file that git may convert.
+	differs := isDirty
+	if e.mode != modeSymlink && r.mayConvert(e.name) {
+		differs = maybeDirty
+		if uint32(fi.Size()) != e.size {
+			return differs, nil // no need to read the file
+		}
 	}
-	h, err := blobHash(p, fi)
+	h, err := blobHash(p, fi, r.hashSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return true, nil // removed while we looked
+			return isDirty, nil // removed while we looked
 		}
-		return false, fmt.Errorf("hash %s: %w", e.Name, err)
+		return isClean, fmt.Errorf("hash %s: %w", e.name, err)
 	}
-	return h != e.Hash, nil
+	if h != e.id {
+		return differs, nil
+	}
+	return isClean, nil
 }
 
-// blobHash is the object id git gives the file's content (or the link's
-// target for a symlink). Filters such as core.autocrlf are not applied.
-func blobHash(p string, fi fs.FileInfo) (plumbing.Hash, error) {
+// blobHash is the raw object id git gives the file's content (or the
+// link's target for a symlink). Filters such as core.autocrlf are not
+// applied.
+func blobHash(p string, fi fs.FileInfo, hashSize int) (string, error) {
+	newHash := sha1.New
+	if hashSize == 32 {
+		newHash = sha256.New
+	}
+	h := newHash()
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		t, err := os.Readlink(p)
 		if err != nil {
-			return plumbing.ZeroHash, err
+			return "", err
 		}
-		h := plumbing.NewHasher(plumbing.BlobObject, int64(len(t)))
-		h.Write([]byte(filepath.ToSlash(t)))
-		return h.Sum(), nil
+		t = filepath.ToSlash(t)
+		fmt.Fprintf(h, "blob %d\x00%s", len(t), t)
+		return string(h.Sum(nil)), nil
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return "", err
 	}
 	defer f.Close()
 	st, err := f.Stat() // the size of what we read, not of what we saw
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return "", err
 	}
-	h := plumbing.NewHasher(plumbing.BlobObject, st.Size())
+	fmt.Fprintf(h, "blob %d\x00", st.Size())
 	if n, err := io.Copy(h, f); err != nil {
-		return plumbing.ZeroHash, err
+		return "", err
 	} else if n != st.Size() {
-		return plumbing.ZeroHash, fmt.Errorf("file changed while reading (%d of %d bytes)", n, st.Size())
+		return "", fmt.Errorf("file changed while reading (%d of %d bytes)", n, st.Size())
 	}
-	return h.Sum(), nil
+	return string(h.Sum(nil)), nil
 }
 
 // submoduleMoved reports whether a checked-out submodule's HEAD differs
 // from the commit recorded in the index. An unpopulated submodule counts
 // as unchanged, as in git. Changes inside the submodule are not examined.
-func submoduleMoved(dir string, want plumbing.Hash) bool {
-	if _, err := os.Lstat(filepath.Join(dir, ".git")); err != nil {
-		return false
-	}
-	r, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+func submoduleMoved(dir string, want string) bool {
+	r, err := openGitRepo(dir)
 	if err != nil {
 		return false
 	}
-	h, err := r.Head()
+	h, err := r.head()
 	if err != nil {
 		return false
 	}
-	return h.Hash() != want
+	return hexToRaw(h) != want
+}
+
+// hexToRaw turns a hex object id into its raw bytes ("" for bad hex).
+func hexToRaw(h string) string {
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // StripURLCredentials removes secrets from a remote URL. For http(s) and

@@ -15,17 +15,36 @@ import (
 // gitCmd runs the real git in dir, isolated from the user's configuration.
 func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
+	out, err := newGitTestCmd(dir, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// noUserGitConfig keeps the machine's own git settings (an autocrlf, an
+// attributes file) away from the reader, as gitCmd keeps them from git.
+func noUserGitConfig(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+}
+
+// noGitCommand is lookGit on a machine without git.
+func noGitCommand() (string, error) { return "", exec.ErrNotFound }
+
+// brokenGitCommand is a git that cannot start: a test sees whether the
+// git command was asked.
+func brokenGitCommand() (string, error) { return "/nonexistent/git", nil }
+
+func newGitTestCmd(dir string, args ...string) *exec.Cmd {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
 		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	return cmd
 }
 
 func needGit(t testing.TB) {
@@ -145,12 +164,28 @@ func TestGitDirtyMatchesGit(t *testing.T) {
 			}
 		}, true},
 	}
+	// Without core.autocrlf or attributes git converts nothing, so the
+	// built-in reader answers every case alone (TestGitConversionAsksGit
+	// has those that ask git).
+	noUserGitConfig(t)
+	asksGit := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := newRepo(t)
 			tt.change(t, dir)
 			// Ours first: git status below may rewrite the index.
-			repos, err := Git([]string{filepath.Join(dir, "train.py")})
+			paths := []string{filepath.Join(dir, "train.py")}
+			// Without git: the same answer (a differing file is a change).
+			repos, err := gitRepositories(paths, noGitCommand)
+			if err != nil || len(repos) != 1 || repos[0].Dirty != tt.dirty {
+				t.Errorf("without the git command: %+v, %v; want dirty=%v", repos, err, tt.dirty)
+			}
+			// A git that cannot run fails exactly where git is asked.
+			_, err = gitRepositories(paths, brokenGitCommand)
+			if asksGit[tt.name] != (err != nil) {
+				t.Errorf("asks git: %v (err %v), want %v", err != nil, err, asksGit[tt.name])
+			}
+			repos, err = Git(paths)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,14 +1,15 @@
 package collect
 
+import "sync"
+
 // stdlibModules are the top-level modules of Python's standard library
 // (sys.stdlib_module_names of CPython 3.11 and 3.13, which removed some).
 // An import of one of them is never a distribution's, even when a
 // backport of the same name is installed: the standard library comes
 // first on sys.path.
-var stdlibModules = map[string]bool{}
-
-func init() {
-	for _, n := range []string{
+// The set is built on first use: only a command that runs Python needs it.
+var stdlibModules = sync.OnceValue(func() map[string]bool {
+	names := []string{
 		"__future__", "_abc", "_aix_support", "_android_support", "_ast", "_asyncio", "_bisect",
 		"_blake2", "_bootsubprocess", "_bz2", "_codecs", "_codecs_cn", "_codecs_hk",
 		"_codecs_iso2022", "_codecs_jp", "_codecs_kr", "_codecs_tw", "_collections",
@@ -51,7 +52,10 @@ func init() {
 		"turtledemo", "types", "typing", "unicodedata", "unittest", "urllib", "uu", "uuid", "venv",
 		"warnings", "wave", "weakref", "webbrowser", "winreg", "winsound", "wsgiref", "xdrlib",
 		"xml", "xmlrpc", "zipapp", "zipfile", "zipimport", "zlib", "zoneinfo",
-	} {
-		stdlibModules[n] = true
 	}
-}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
+})

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -18,9 +17,41 @@ import (
 // is read instead (pyvenv.cfg, lib/pythonX.Y/site-packages, pyenv's
 // shims).
 
-// pythonName matches the names an interpreter goes by: python, python3,
-// python3.11, pythonw, python3.11t (free-threaded) and the like.
-var pythonName = regexp.MustCompile(`^python(\d+(\.\d+)?[td]?)?w?(\.exe)?$`)
+// isPythonName reports whether name is one an interpreter goes by:
+// python, python3, python3.11, pythonw, python3.11t (free-threaded) and
+// the like; as the regular expression
+// ^python(\d+(\.\d+)?[td]?)?w?(\.exe)?$ (written out: it is asked for
+// every argument of every run, and a compiled expression would cost each
+// process its compilation).
+func isPythonName(name string) bool {
+	s, ok := strings.CutPrefix(name, "python")
+	if !ok {
+		return false
+	}
+	s = strings.TrimSuffix(s, ".exe")
+	s = strings.TrimSuffix(s, "w")
+	if s == "" {
+		return true
+	}
+	digits := func() bool {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		s = s[n:]
+		return n > 0
+	}
+	if !digits() {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(s, "."); ok {
+		s = rest
+		if !digits() {
+			return false
+		}
+	}
+	return s == "" || s == "t" || s == "d"
+}
 
 // pythonEnv is what an interpreter's sys.path holds beyond the standard
 // library, in sys.path order.
@@ -76,7 +107,7 @@ func findInterpreter(argv []string, cwd string, getenv func(string) string) stri
 	}
 	first := filepath.Base(argv[0])
 	if !launchers[first] {
-		if pythonName.MatchString(first) {
+		if isPythonName(first) {
 			return lookCommand(argv[0], cwd, getenv)
 		}
 		if p := lookCommand(argv[0], cwd, getenv); p != "" {
@@ -91,7 +122,7 @@ func findInterpreter(argv []string, cwd string, getenv func(string) string) stri
 	}
 	for _, a := range argv[1:] {
 		base := filepath.Base(a)
-		if pythonName.MatchString(base) {
+		if isPythonName(base) {
 			return lookCommand(a, cwd, getenv)
 		}
 		if strings.HasSuffix(base, ".py") {
@@ -208,7 +239,7 @@ func shebangPython(p, cwd string, getenv func(string) string) string {
 			fields = fields[1:] // env -S, -i
 		}
 	}
-	if len(fields) == 0 || !pythonName.MatchString(filepath.Base(fields[0])) {
+	if len(fields) == 0 || !isPythonName(filepath.Base(fields[0])) {
 		return ""
 	}
 	return lookCommand(fields[0], cwd, getenv)

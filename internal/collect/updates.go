@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"gopkg.in/yaml.v3"
@@ -198,10 +199,14 @@ func mergeInto(dst, src map[string]any) {
 	}
 }
 
+// The number patterns of plainScalar, compiled on first use: most runs
+// have no config update to read.
 var (
-	intRe   = regexp.MustCompile(`^[-+]?(0|[1-9][0-9_]*)$`)
-	radixRe = regexp.MustCompile(`^[-+]?0[xXoObB][0-9a-fA-F_]+$`)
-	floatRe = regexp.MustCompile(`^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*)([eE][-+]?[0-9]+)?$`)
+	intRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?(0|[1-9][0-9_]*)$`) })
+	radixRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?0[xXoObB][0-9a-fA-F_]+$`) })
+	floatRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[-+]?([0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*)([eE][-+]?[0-9]+)?$`)
+	})
 )
 
 // parseValue reads one VALUE; see ParseUpdates.
@@ -236,13 +241,13 @@ func plainScalar(s string) any {
 	case "null", "Null", "NULL", "None":
 		return nil
 	}
-	if intRe.MatchString(s) || radixRe.MatchString(s) {
+	if intRe().MatchString(s) || radixRe().MatchString(s) {
 		if n, err := strconv.ParseInt(s, 0, 64); err == nil {
 			return n
 		}
 		return s // too large for int64: keep the digits rather than lose them
 	}
-	if floatRe.MatchString(s) && strings.ContainsAny(s, ".eE") {
+	if floatRe().MatchString(s) && strings.ContainsAny(s, ".eE") {
 		if f, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64); err == nil && !math.IsInf(f, 0) {
 			return f
 		}

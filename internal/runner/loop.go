@@ -46,13 +46,21 @@ func (r *run) start() int {
 	}
 	defer os.RemoveAll(tmp)
 	// Directories left by wrappers that were killed are removed while the
-	// run goes on, off the path to the child's start.
-	stale := make(chan struct{})
-	go func() {
-		defer close(stale)
-		removeStaleTempDirs(filepath.Dir(tmp), tmp)
+	// run goes on, once the child has started: on a machine of two cores
+	// that work would otherwise delay the start.
+	var stale chan struct{}
+	removeStale := func() {
+		stale = make(chan struct{})
+		go func() {
+			defer close(stale)
+			removeStaleTempDirs(filepath.Dir(tmp), tmp)
+		}()
+	}
+	defer func() {
+		if stale != nil {
+			waitAtMost(staleWait, stale)
+		}
 	}()
-	defer waitAtMost(staleWait, stale)
 
 	var api *childapi.Server
 	fo := newFanout(r.obs, tmp, r.warn, func(changed map[string]any) { api.MergeInfo(changed) })
@@ -148,6 +156,7 @@ func (r *run) start() int {
 		r.reportEnd(code, complete, false, nil)
 		return code
 	}
+	removeStale()
 	if fg != nil {
 		defer fg.restore()
 	}

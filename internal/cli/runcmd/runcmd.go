@@ -234,7 +234,10 @@ func (o *RunOptions) run(lg *logger) int {
 		lg.debugf("kept from the command's environment (observer settings): %s", strings.Join(o.removedEnv, ", "))
 	}
 
-	// Collect facts concurrently; git is the slow one.
+	// Collect facts concurrently; git is the slow one. With -u nothing
+	// records them, so none is collected: the child starts sooner. The
+	// experiment is still read when something checks it (-e, or --source
+	// patterns that must match) or names it (the run summary).
 	var (
 		wg     sync.WaitGroup
 		host   *observer.Host
@@ -242,18 +245,20 @@ func (o *RunOptions) run(lg *logger) int {
 		ex     observer.Experiment
 		exErr  error
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if !o.Queue {
+	if !o.Unobserved && !o.Queue {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			host, hostEr = collect.Host(o.CaptureEnv)
-		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources, collect.ExperimentOptions{MaxSourceSize: o.MaxSourceSize, Deps: o.Deps, Getenv: o.getenv})
-	}()
+		}()
+	}
+	if !o.Unobserved || o.EnforceClean || len(o.Sources) > 0 || o.SummaryJSON != "" || o.StepSummary != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ex, exErr = collect.Experiment(o.Argv, o.Cwd, o.Name, o.Sources, collect.ExperimentOptions{MaxSourceSize: o.MaxSourceSize, Deps: o.Deps, Getenv: o.getenv})
+		}()
+	}
 	if o.PrintConfig {
 		b, _ := json.MarshalIndent(o.Config, "", "  ")
 		fmt.Fprintf(o.Stdout, "%s\n%s\n", b, strings.Repeat("-", 79))
