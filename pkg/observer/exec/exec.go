@@ -47,7 +47,7 @@ func init() {
 	observer.Register(observer.Kind{
 		Option: Option,
 		Arg:    "CMD",
-		Title:  "observer-exec",
+		Title:  "exec observer",
 		Usage:  "hand every event to the long-lived command CMD (run by the shell) as a JSON line on its stdin; it answers each with a JSON line",
 		Parse:  func(value string) (any, error) { return ParseConfig(value) },
 		New: func(ctx context.Context, cfg any, s observer.Settings) (observer.Observer, error) {

@@ -41,7 +41,7 @@ func init() {
 	observer.Register(observer.Kind{
 		Option: Option,
 		Arg:    "FILE",
-		Title:  "slack",
+		Title:  "Slack",
 		Usage:  "post a Slack message when the run ends (FILE: JSON or YAML with webhook_url, as Sacred's SlackObserver)",
 		Remote: true,
 		Parse:  func(value string) (any, error) { return ParseConfig(value) },

@@ -57,7 +57,7 @@ func init() {
 	observer.Register(observer.Kind{
 		Option: Option,
 		Arg:    "FILE",
-		Title:  "telegram",
+		Title:  "Telegram",
 		Usage:  "send Telegram messages when the run starts and ends (FILE: JSON or YAML with token and chat_id, as Sacred's TelegramObserver)",
 		Remote: true,
 		Parse:  func(value string) (any, error) { return ParseConfig(value) },
