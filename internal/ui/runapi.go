@@ -565,7 +565,8 @@ func zipName(name string) string {
 }
 
 // apiZip serves the run's files as one zip: the record (run.json,
-// config.json, info.json, metrics.json), the output and the artifacts.
+// config.json, info.json, metrics.json), the output, the artifacts and,
+// where the store keeps them, the sources and resources.
 func (s *Server) apiZip(w http.ResponseWriter, r *http.Request) {
 	f, ok := s.lookupRun(w, r)
 	if !ok {
@@ -612,26 +613,50 @@ func (s *Server) apiZip(w http.ResponseWriter, r *http.Request) {
 	if !add("cout.txt", run.Output) {
 		return
 	}
+	// Every file the store gives back, each under its folder; a file
+	// that cannot be read leaves a note in its place, as the archive is
+	// already on its way.
 	seen := map[string]bool{}
-	for _, a := range run.Artifacts {
-		name := "artifacts/" + zipName(a)
+	copyIn := func(name, what string, open func() (io.ReadCloser, error)) bool {
 		if seen[name] {
-			continue
+			return true
 		}
 		seen[name] = true
-		rc, err := s.stores[f.store].store.Reader.Artifact(r.Context(), run.ID, a)
+		rc, err := open()
 		if err != nil {
-			// The archive is already on its way: say what is missing in it.
-			add(name+".missing.txt", []byte(fmt.Sprintf("artifact %q could not be read: %v\n", a, err)))
-			continue
+			return add(name+".missing.txt", []byte(fmt.Sprintf("%s could not be read: %v\n", what, err)))
 		}
+		defer rc.Close()
 		fw, err := zw.Create(dir + "/" + name)
 		if err == nil {
 			_, err = io.Copy(fw, rc)
 		}
-		rc.Close()
-		if err != nil {
+		return err == nil
+	}
+	ctx, reader := r.Context(), s.stores[f.store].store.Reader
+	for _, a := range run.Artifacts {
+		if !copyIn("artifacts/"+zipName(a), fmt.Sprintf("artifact %q", a), func() (io.ReadCloser, error) {
+			return reader.Artifact(ctx, run.ID, a)
+		}) {
 			return
+		}
+	}
+	// Sources and resources from stores that keep them; a source
+	// recorded by name and md5 only has nothing to put in.
+	if fo, ok := reader.(readback.FileOpener); ok {
+		for _, src := range run.Experiment.Sources {
+			if !copyIn("sources/"+zipName(src.Name), fmt.Sprintf("source %q", src.Name), func() (io.ReadCloser, error) {
+				return fo.OpenSource(ctx, run.ID, src.Name)
+			}) {
+				return
+			}
+		}
+		for _, res := range run.Resources {
+			if !copyIn("resources/"+zipName(res.Path), fmt.Sprintf("resource %q", res.Path), func() (io.ReadCloser, error) {
+				return fo.OpenResource(ctx, run.ID, res.Path)
+			}) {
+				return
+			}
 		}
 	}
 	_ = zw.Close()

@@ -681,11 +681,13 @@ func TestCompare(t *testing.T) {
 func TestZipAndFiles(t *testing.T) {
 	r := fixtureRun("1", 0.1, observer.StatusCompleted)
 	r.Artifacts = []string{"../../evil.txt", "/abs/model.txt", "plots/a.png"}
-	r.Experiment.Sources = []observer.Source{{Name: "train.py"}}
+	r.Experiment.Sources = []observer.Source{{Name: "train.py"}, {Name: "big.bin"}}
+	r.Resources = []observer.ResourceEvent{{Path: "/data/in.csv"}}
 	mem := &readbacktest.Memory{RunList: []*observer.Run{r}, Files: map[string]string{
 		readbacktest.Key("artifact", "1", "../../evil.txt"): "e",
 		readbacktest.Key("artifact", "1", "/abs/model.txt"): "m",
 		readbacktest.Key("source", "1", "train.py"):         "print(1)\n",
+		readbacktest.Key("resource", "1", "/data/in.csv"):   "a,b\n1,2\n",
 	}}
 	s, err := New(Options{Stores: []Store{{Label: "mem", Reader: mem}}, Refresh: time.Hour})
 	if err != nil {
@@ -709,9 +711,25 @@ func TestZipAndFiles(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	want := []string{"run-1/run.json", "run-1/config.json", "run-1/info.json", "run-1/metrics.json", "run-1/cout.txt",
-		"run-1/artifacts/evil.txt", "run-1/artifacts/abs/model.txt", "run-1/artifacts/plots/a.png.missing.txt"}
+		"run-1/artifacts/evil.txt", "run-1/artifacts/abs/model.txt", "run-1/artifacts/plots/a.png.missing.txt",
+		"run-1/sources/train.py", "run-1/sources/big.bin.missing.txt", "run-1/resources/data/in.csv"}
 	if !slices.Equal(names, want) {
 		t.Errorf("zip entries:\n%q\nwant\n%q", names, want)
+	}
+	for name, body := range map[string]string{"run-1/sources/train.py": "print(1)\n", "run-1/resources/data/in.csv": "a,b\n1,2\n"} {
+		i := slices.Index(names, name)
+		if i < 0 {
+			continue
+		}
+		rc, err := zr.File[i].Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != body {
+			t.Errorf("%s holds %q, want %q", name, b, body)
+		}
 	}
 	for _, c := range []struct {
 		q    string
