@@ -577,8 +577,17 @@ func (s *Server) apiZip(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", attachment(dir+".zip"))
 	zw := zip.NewWriter(w)
+	// Entries carry the run's start (its queue time if it never started)
+	// rather than zip's zero date of 1980.
+	stamp := run.StartTime
+	if stamp.IsZero() {
+		stamp = run.QueueTime
+	}
+	create := func(name string) (io.Writer, error) {
+		return zw.CreateHeader(&zip.FileHeader{Name: dir + "/" + name, Method: zip.Deflate, Modified: stamp})
+	}
 	add := func(name string, body []byte) bool {
-		fw, err := zw.Create(dir + "/" + name)
+		fw, err := create(name)
 		if err != nil {
 			return false
 		}
@@ -627,7 +636,7 @@ func (s *Server) apiZip(w http.ResponseWriter, r *http.Request) {
 			return add(name+".missing.txt", []byte(fmt.Sprintf("%s could not be read: %v\n", what, err)))
 		}
 		defer rc.Close()
-		fw, err := zw.Create(dir + "/" + name)
+		fw, err := create(name)
 		if err == nil {
 			_, err = io.Copy(fw, rc)
 		}

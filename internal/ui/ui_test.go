@@ -716,6 +716,12 @@ func TestZipAndFiles(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("zip entries:\n%q\nwant\n%q", names, want)
 	}
+	for _, f := range zr.File {
+		if !f.Modified.Equal(r.StartTime.Truncate(time.Second)) {
+			t.Errorf("%s dated %v, want the run's start %v", f.Name, f.Modified, r.StartTime)
+			break
+		}
+	}
 	for name, body := range map[string]string{"run-1/sources/train.py": "print(1)\n", "run-1/resources/data/in.csv": "a,b\n1,2\n"} {
 		i := slices.Index(names, name)
 		if i < 0 {
