@@ -125,7 +125,7 @@ func nodeKind(n *yaml.Node) string {
 }
 
 // Sources tells where each flag that Apply set got its value: a variable
-// ("SACRED_SQL") or a file key ("/home/u/sacred.yaml: sql").
+// ("SACRED_TIMEOUT") or a file key ("/home/u/sacred.yaml: timeout").
 type Sources map[string]string
 
 // Apply sets every configurable flag of fs (see MarkConfigurable) that was

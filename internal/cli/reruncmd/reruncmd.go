@@ -24,8 +24,10 @@ import (
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/internal/cli/runcmd"
+	"github.com/sacred-go/sacred/internal/cli/storeflags"
 	"github.com/sacred-go/sacred/internal/collect"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/file"
 )
 
 // placeholder stands for the command on the command line handed to run's
@@ -156,8 +158,8 @@ func (o *RerunOptions) stores() []store {
 	}
 	if len(out) == 0 {
 		for _, k := range o.Kinds {
-			if k.Option == "file_storage" && k.Open != nil {
-				out = append(out, store{k, "runs"})
+			if k.Option == file.Option && k.Open != nil {
+				out = append(out, store{k, storeflags.DefaultDir})
 			}
 		}
 	}

@@ -29,13 +29,27 @@ const (
 
 // defineJournalFlags defines --journal[=OBSERVERS] and --journal-dir.
 func (o *RunOptions) defineJournalFlags(fs *pflag.FlagSet, kinds []observer.Kind) {
-	fl := cmdutil.StringVarP(fs, &o.Journal, "journal", "", "", "OBSERVERS",
-		"journal the events on local disk first, then send them to the store in the background, so that a store that is down loses nothing (replay what is left with sacred sync); alone: every observer that talks to a server; or a comma list of observers (mongo_db,sql), all or none",
-		checkJournal(kinds))
+	fl := cmdutil.StringVarP(fs, &o.Journal, "journal", "", "", "OBSERVERS", journalUsage(kinds), checkJournal(kinds))
 	fl.NoOptDefVal = journalRemote
 	cmdutil.StringVarP(fs, &o.JournalDir, "journal-dir", "", "", "DIR",
 		"directory of the journals (default $XDG_STATE_HOME/sacred/queue, else ~/.local/state/sacred/queue)", checkNotEmpty)
 	cmdutil.MarkConfigurable(fs, "journal", "journal-dir")
+}
+
+// journalUsage is --journal's help, its example named from the kinds
+// built in.
+func journalUsage(kinds []observer.Kind) string {
+	var remote []string
+	for _, k := range kinds {
+		if k.Remote && len(remote) < 2 {
+			remote = append(remote, k.Option)
+		}
+	}
+	example := ""
+	if len(remote) > 0 {
+		example = " (" + strings.Join(remote, ",") + ")"
+	}
+	return "journal the events on local disk first, then send them to the store in the background, so that a store that is down loses nothing (replay what is left with sacred sync); alone: every observer that talks to a server; or a comma list of observers" + example + ", all or none"
 }
 
 func checkNotEmpty(s string) error {

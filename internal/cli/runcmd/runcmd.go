@@ -392,7 +392,7 @@ func (o *RunOptions) buildObservers(lg *logger) ([]observer.Observer, int) {
 		}
 	}
 	if o.Journal != "" && o.Journal != journalNone && !journaled {
-		lg.infof("--journal: no observer of this run talks to a server, so none is journaled (name one to journal it anyway, e.g. --journal=file_storage)")
+		lg.infof("--journal: no observer of this run talks to a server, so none is journaled (name one to journal it anyway, e.g. --journal=%s)", file.Option)
 	}
 	return obs, 0
 }

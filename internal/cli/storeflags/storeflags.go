@@ -19,6 +19,7 @@ import (
 
 	"github.com/sacred-go/sacred/internal/cli/cmdutil"
 	"github.com/sacred-go/sacred/pkg/observer"
+	"github.com/sacred-go/sacred/pkg/observer/file"
 )
 
 // DefaultDir is the file store read when no store is named, as `sacred
@@ -141,7 +142,7 @@ func (s *Flags) Open(ctx context.Context, f *cmdutil.Factory, c *cobra.Command) 
 	}
 	defaulted := false
 	if len(want) == 0 {
-		k, ok := observer.Lookup("file_storage")
+		k, ok := observer.Lookup(file.Option)
 		if !ok || k.Open == nil {
 			return nil, cmdutil.FlagErrorf("no store given: name one with %s", readable(s.kinds))
 		}
