@@ -233,8 +233,9 @@ func (s *store) openBehind(t *testing.T, p *replyDropper) *Observer {
 // TestHardening15StartLeavesNoGhost loses the reply to the insert of the
 // run: the observer finds its own document by its start token and keeps
 // it; when it cannot find out (the replies to its check are lost too), it
-// removes that document and allocates again. Either way the start
-// succeeds with exactly one document.
+// removes that document. With its check answered the start succeeds with
+// exactly one document; with no answer until its deadline it fails and
+// leaves no document behind.
 func TestHardening15StartLeavesNoGhost(t *testing.T) {
 	s := newStore(t)
 	// One run there already, so that ids are allocated past it.
