@@ -180,3 +180,91 @@ print(json.dumps(out))
 		t.Errorf("runs after appending again: %v", ids)
 	}
 }
+
+// pyTinyDB finds a Python that imports the tinydb package: Debian's
+// python3-tinydb (.ci/run installs it) is for /usr/bin/python3, which may
+// not be the python3 first on PATH.
+func pyTinyDB(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/python3", "python3"} {
+		if p, err := exec.LookPath(name); err == nil && exec.Command(p, "-c", "import tinydb").Run() == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no python3 imports tinydb; .ci/run installs Debian's python3-tinydb")
+	}
+	t.Skip("no python3 imports tinydb (apt-get install python3-tinydb)")
+	return ""
+}
+
+// TestPythonTinyDBReadsStore opens a store we wrote with TinyDB itself
+// (the Python package Sacred's TinyDbReader is built on): the runs table
+// has our documents under their ids, every {TinyDate}: value decodes as
+// tinydb-serialization's DateTimeSerializer decodes it, and every
+// {TinyFile}: value names a hashfs file (depth 3, width 2) whose md5 is
+// its id, as Sacred's FileSerializer and hashfs find them.
+func TestPythonTinyDBReadsStore(t *testing.T) {
+	py := pyTinyDB(t)
+	dir := filepath.Join(t.TempDir(), "tiny")
+	tricky(t, dir)
+	script := `import datetime, hashlib, json, os, sys
+from tinydb import TinyDB
+root = sys.argv[1]
+db = TinyDB(os.path.join(root, "metadata.json"))
+docs = {d.doc_id: d for d in db.table("runs").all()}
+out = {"ids": sorted(docs), "status": [docs[i]["status"] for i in sorted(docs)], "dates": 0, "files": {}}
+def walk(v):
+    if isinstance(v, dict):
+        for x in v.values(): walk(x)
+    elif isinstance(v, list):
+        for x in v: walk(x)
+    elif isinstance(v, str) and v.startswith("{TinyDate}:"):
+        datetime.datetime.strptime(v[len("{TinyDate}:"):], "%Y-%m-%dT%H:%M:%S.%f")
+        out["dates"] += 1
+    elif isinstance(v, str) and v.startswith("{TinyFile}:"):
+        h = json.loads(v[len("{TinyFile}:"):])
+        p = os.path.join(root, "hashfs", h[0:2], h[2:4], h[4:6], h[6:])
+        data = open(p, "rb").read()
+        assert hashlib.md5(data).hexdigest() == h, (p, h)
+        out["files"][h] = data.decode("utf-8", "replace")
+for d in docs.values(): walk(d)
+first = docs[1]
+out["artifacts"] = [a[0] for a in first["artifacts"]]
+out["sources"] = sorted(s[0] for s in first["experiment"]["sources"])
+out["artifact"] = out["files"].get(first["artifacts"][0][2], "") if first["artifacts"] else ""
+print(json.dumps(out))
+`
+	cmd := exec.Command(py, "-c", script, dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		IDs       []int             `json:"ids"`
+		Status    []string          `json:"status"`
+		Dates     int               `json:"dates"`
+		Files     map[string]string `json:"files"`
+		Artifacts []string          `json:"artifacts"`
+		Sources   []string          `json:"sources"`
+		Artifact  string            `json:"artifact"`
+	}
+	if err := json.Unmarshal(stdout, &got); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if len(got.IDs) != 3 || got.IDs[0] != 1 || got.IDs[2] != 3 || strings.Join(got.Status, ",") != "COMPLETED,FAILED,QUEUED" {
+		t.Errorf("runs table as TinyDB reads it: ids %v, statuses %v", got.IDs, got.Status)
+	}
+	t.Logf("%d {TinyDate}: values, %d {TinyFile}: files", got.Dates, len(got.Files))
+	// start, heartbeat and stop of two runs, the queued run's queue time,
+	// and each metric point's timestamp at least.
+	if got.Dates < 7 || len(got.Files) < 3 {
+		t.Errorf("%d {TinyDate}: values and %d {TinyFile}: files decoded", got.Dates, len(got.Files))
+	}
+	if strings.Join(got.Artifacts, ",") != "model.txt" || got.Artifact != "weights: 1 2 3\n" ||
+		strings.Join(got.Sources, ",") != "helpers/util.py,train.py" {
+		t.Errorf("run 1 as TinyDB reads it: artifacts %v (%q), sources %v", got.Artifacts, got.Artifact, got.Sources)
+	}
+}
