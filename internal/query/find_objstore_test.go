@@ -6,6 +6,7 @@ import (
 	"github.com/sacred-go/sacred/internal/testserver"
 	_ "github.com/sacred-go/sacred/pkg/observer/gcs"
 	_ "github.com/sacred-go/sacred/pkg/observer/s3"
+	_ "github.com/sacred-go/sacred/pkg/observer/tinydb"
 )
 
 func TestFindS3(t *testing.T) {

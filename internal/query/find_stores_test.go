@@ -49,6 +49,27 @@ func TestFindFileStore(t *testing.T) {
 	findAll(t, "file", "file_storage", dir, len(fixture()), nil)
 }
 
+// TestFindTinyDB: TinyDB's reader evaluates in process; its ids are
+// Sacred's random hex, so the reference is the fixture under those ids.
+func TestFindTinyDB(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	n := len(fixture())
+	given := write(t, "tiny_db", dir, n)
+	runs := fixtureRuns()[:n]
+	for i, r := range runs {
+		cp := *r
+		cp.ID = given[i]
+		runs[i] = &cp
+	}
+	findAll(t, "tinydb", "tiny_db", dir, n, func(q *Query) string {
+		got, err := q.Select(runs, storeNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(got)
+	})
+}
+
 func TestFindMongo(t *testing.T) {
 	m := testserver.FerretDB(t)
 	value := m.Addr() + ":sacred_find"
