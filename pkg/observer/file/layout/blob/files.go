@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,12 +31,17 @@ func md5Of(f io.ReaderAt, size int64) (string, error) {
 // the retry decorator sends the same points again. The object in the
 // store is then still the content of the local copy, which is read back
 // before the next write.
+//
+// After Resume there is no local copy: the content is the object another
+// observer stored, which is read from the bucket before the next write
+// (inBucket).
 type metricsBlob struct {
-	key     string
-	m       *layout.Metrics
-	tempDir string
-	cur     *os.File // the content last stored; nil when none
-	curSize int64
+	key      string
+	m        *layout.Metrics
+	tempDir  string
+	cur      *os.File // the content last stored; nil when none
+	curSize  int64
+	inBucket bool // the content is the object in the bucket, not cur
 }
 
 // flush stores metrics.json when it was never stored or points are
@@ -46,10 +52,21 @@ func (mb *metricsBlob) flush(ctx context.Context, b Bucket) error {
 	}
 	if mb.m.Unknown() {
 		var data []byte
-		if mb.cur != nil {
+		switch {
+		case mb.cur != nil:
 			data = make([]byte, mb.curSize)
 			if _, err := mb.cur.ReadAt(data, 0); err != nil {
 				return fmt.Errorf("reading the local copy of %s: %w", layout.MetricsFile, err)
+			}
+		case mb.inBucket:
+			var err error
+			data, err = readObject(ctx, b, mb.key, maxJSON)
+			if errors.Is(err, ErrNotExist) {
+				data, err = nil, nil
+			}
+			if err != nil {
+				mb.m.Abort() // the caller sends the points again
+				return fmt.Errorf("reading %s: %w", layout.MetricsFile, err)
 			}
 		}
 		if err := mb.m.Load(data); err != nil {
@@ -77,7 +94,7 @@ func (mb *metricsBlob) flush(ctx context.Context, b Bucket) error {
 	if mb.cur != nil {
 		closeTemp(mb.cur)
 	}
-	mb.cur, mb.curSize = next, n
+	mb.cur, mb.curSize, mb.inBucket = next, n, false
 	return nil
 }
 

@@ -85,6 +85,12 @@ type Observer struct {
 	// or may not hold the failed range (a request can fail after the
 	// store took it), so the next write asks its size first.
 	coutUnsure bool
+	// coutResumed is set by Resume until the first write of cout.txt:
+	// the object then held coutSize bytes, the output's first bytes, so
+	// the write sends the output from there on (what the beat repeats of
+	// them is not sent again).
+	coutResumed bool
+	coutSize    int64
 	// noAppend is set once the store refused a server-side append.
 	noAppend bool
 }
@@ -382,15 +388,21 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 		if size != from {
 			from = 0
 		}
+	} else if o.coutResumed {
+		if to <= o.coutSize {
+			return nil // stored before Resume
+		}
+		from = o.coutSize
 	}
 	if to <= from {
 		return nil
 	}
 	if err := o.putOutput(ctx, key, ev.Output, from, to); err != nil {
-		o.coutUnsure = true
+		// The next write asks the object's size (coutUnsure) instead.
+		o.coutUnsure, o.coutResumed = true, false
 		return fmt.Errorf("%s: run %s: output bytes %d to %d not stored in %s: %w", o.cfg.Title, o.id, from, to, layout.CoutFile, err)
 	}
-	o.coutUnsure = false
+	o.coutUnsure, o.coutResumed = false, false
 	return nil
 }
 

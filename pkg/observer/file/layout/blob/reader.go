@@ -172,7 +172,13 @@ func (r *Reader) readJSON(ctx context.Context, key string) (any, error) {
 
 // readAll reads an object whole, at most limit bytes (-1: no limit).
 func (r *Reader) readAll(ctx context.Context, key string, limit int64) ([]byte, error) {
-	rc, err := r.b.Get(ctx, key)
+	return readObject(ctx, r.b, key, limit)
+}
+
+// readObject reads an object of b whole, at most limit bytes (-1: no
+// limit); a missing one is an error wrapping ErrNotExist.
+func readObject(ctx context.Context, b Bucket, key string, limit int64) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
