@@ -32,6 +32,10 @@ type Observer struct {
 	*blob.Observer
 }
 
+// Observer continues a run another observer started (observer.Resumer),
+// as file storage does: see blob.Observer.Resume.
+var _ observer.Resumer = (*Observer)(nil)
+
 // Reader reads runs back from gs://BUCKET/PREFIX.
 type Reader struct {
 	*blob.Reader

@@ -172,3 +172,69 @@ func TestLargeArtifact(t *testing.T) {
 		t.Fatalf("artifact: %d bytes back, want %d", got.Len(), len(data))
 	}
 }
+
+// TestResume runs the Resume tier of the suite: a run started by one
+// observer is continued by another (observer.Resumer, from package blob),
+// opened through the kind as sacred sync and sacred reap open it. Its
+// long output goes past MinAppendSize, so the first beat after Resume is
+// composed onto cout.txt as found.
+func TestResume(t *testing.T) {
+	server(t)
+	const value = "gs://lab-runs/resume"
+	observertest.RunResume(t, observertest.Store{
+		New: func(t *testing.T) observer.Observer {
+			o, err := Kind.OpenObserver(context.Background(), value, observer.Settings{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		},
+		Reader: func(t *testing.T) observer.Reader {
+			r, err := Open(context.Background(), mustParse(t, value), observer.Settings{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		},
+	})
+}
+
+// TestResumeAppends: the first beat after Resume uploads the output after
+// what cout.txt holds, though its range starts inside it (compose appends
+// to the object as it is, so a range sent twice would be there twice):
+// only the new bytes go up, and cout.txt is the whole output once.
+func TestResumeAppends(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	a := open(t, "gs://lab-runs/resumed")
+	ev := observertest.StartEvent()
+	id, err := a.Started(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := observertest.NewOutput()
+	out.Append(bytes.Repeat([]byte("before the wrapper died\n"), 2*minAppend/24))
+	if err := a.Heartbeat(ctx, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, To: out.Size()}); err != nil {
+		t.Fatal(err)
+	}
+	o := open(t, "gs://lab-runs/resumed")
+	ev.ID = id
+	if err := o.Resume(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	stored := out.Size()
+	out.Append(bytes.Repeat([]byte("after Resume\n"), 1<<20/13))
+	before := srv.Uploaded()
+	hb := &observer.HeartbeatEvent{BeatTime: ev.Time.Add(time.Second), Output: out, From: stored - minAppend, To: out.Size()}
+	if err := o.Heartbeat(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	// The new bytes, plus run.json and the requests' own framing.
+	if sent, news := srv.Uploaded()-before, out.Size()-stored; sent < news || sent > news+64<<10 {
+		t.Errorf("the beat after Resume uploaded %d bytes for %d new", sent, news)
+	}
+	got, err := srv.Object("lab-runs", "resumed/"+id+"/cout.txt")
+	if err != nil || !bytes.Equal(got, out.Bytes()) {
+		t.Fatalf("cout.txt: %d bytes (%v), want the %d of the output", len(got), err, out.Size())
+	}
+}

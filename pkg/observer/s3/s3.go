@@ -25,6 +25,10 @@ type Observer struct {
 	*blob.Observer
 }
 
+// Observer continues a run another observer started (observer.Resumer),
+// as file storage does: see blob.Observer.Resume.
+var _ observer.Resumer = (*Observer)(nil)
+
 // Reader reads runs back from s3://BUCKET/PREFIX.
 type Reader struct {
 	*blob.Reader

@@ -265,3 +265,84 @@ func TestLargeArtifactInParts(t *testing.T) {
 }
 
 func observertestStart() *observer.StartEvent { return observertest.StartEvent() }
+
+// TestResume runs the Resume tier of the suite: a run started by one
+// observer is continued by another (observer.Resumer, from package blob),
+// opened through the kind as sacred sync and sacred reap open it.
+func TestResume(t *testing.T) {
+	srv := server(t)
+	const value = "s3://lab-runs/resume"
+	observertest.RunResume(t, observertest.Store{
+		New: func(t *testing.T) observer.Observer {
+			o, err := Kind.OpenObserver(context.Background(), value, observer.Settings{Flags: flags(srv)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		},
+		Reader: func(t *testing.T) observer.Reader {
+			r, err := Open(context.Background(), mustParse(t, value), observer.Settings{Flags: flags(srv)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		},
+	})
+}
+
+// TestResumeAppends: past 5 MiB, the first beat after Resume appends the
+// output after what cout.txt holds (UploadPartCopy of the object as it
+// was found), though its range starts inside it: only the new bytes are
+// sent, and cout.txt is the whole output once.
+func TestResumeAppends(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	a, err := open(t, "s3://lab-runs/resumed", flags(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := observertest.StartEvent()
+	id, err := a.Started(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := observertest.NewOutput()
+	out.Append(bytes.Repeat([]byte("before the wrapper died\n"), (minPart+1<<20)/24))
+	if err := a.Heartbeat(ctx, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, To: out.Size()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, err := open(t, "s3://lab-runs/resumed", flags(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.ID = id
+	if err := o.Resume(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	stored := out.Size()
+	out.Append(bytes.Repeat([]byte("after Resume\n"), 1<<20/13))
+	key := "resumed/" + id + "/cout.txt"
+	before := srv.Written(key)
+	hb := &observer.HeartbeatEvent{BeatTime: ev.Time.Add(time.Second), Output: out, From: stored - 1<<20, To: out.Size()}
+	if err := o.Heartbeat(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	if sent, news := srv.Written(key)-before, out.Size()-stored; sent < news || sent > news+4096 {
+		t.Errorf("the beat after Resume sent %d bytes for %d new", sent, news)
+	}
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := srv.Open("lab-runs", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	if !bytes.Equal(got, out.Bytes()) {
+		t.Fatalf("cout.txt: %d bytes, want the %d of the output", len(got), out.Size())
+	}
+}
