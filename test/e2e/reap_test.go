@@ -2,7 +2,7 @@ package e2e
 
 // sacred reap through the binary: a run whose wrapper and command were
 // killed with SIGKILL stays RUNNING; reap marks it FAILED, in every store
-// that can take a run up.
+// that can take a run up: file storage, TinyDB, SQL, MongoDB, S3 and GCS.
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"github.com/sacred-go/sacred/internal/testserver"
 	"github.com/sacred-go/sacred/pkg/observer"
 	_ "github.com/sacred-go/sacred/pkg/observer/file"
+	_ "github.com/sacred-go/sacred/pkg/observer/gcs"
+	_ "github.com/sacred-go/sacred/pkg/observer/s3"
 	_ "github.com/sacred-go/sacred/pkg/observer/tinydb"
 )
 
@@ -146,5 +148,19 @@ func TestReapKilledRun(t *testing.T) {
 	t.Run("mongo", func(t *testing.T) {
 		m := testserver.FerretDB(t)
 		reapKilledRun(t, "-m", mongoSpec(t, m.URI()), "mongo_db")
+	})
+	// The object stores take the run up through the blob layout's Resume.
+	t.Run("s3", func(t *testing.T) {
+		srv := testserver.NewS3(t)
+		srv.CreateBucket(testBucket)
+		srv.SetEnv(t) // for the binary and for the test's own reader
+		t.Setenv("AWS_ENDPOINT_URL_S3", srv.URL())
+		reapKilledRun(t, "-S", "s3://"+testBucket+"/reap", "s3")
+	})
+	t.Run("gcs", func(t *testing.T) {
+		srv := testserver.NewGCS(t)
+		srv.CreateBucket(testBucket)
+		srv.SetEnv(t)
+		reapKilledRun(t, "--gcs", "gs://"+testBucket+"/reap", "gcs")
 	})
 }
