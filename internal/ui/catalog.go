@@ -37,6 +37,13 @@ type catalog struct {
 	scanned  time.Time     // when the last scan ended
 	scanCost time.Duration // how long it took
 
+	// The newest runs, read beside the first full scan so that the
+	// table's default first page need not wait for it (selectHead).
+	head      []*observer.Run // oldest first: the last headSize runs listed
+	headTotal int             // the runs listed
+	headOK    bool            // head and headTotal are set
+	headDone  chan struct{}   // closed once the head is read or given up
+
 	wake    chan struct{} // a request wants a scan
 	reload  chan struct{} // a request wants a full reload
 	subs    int           // live subscribers; guarded by mu
@@ -71,11 +78,12 @@ const deadRecheck = time.Minute
 func newCatalog(s *Server, i int, st Store) *catalog {
 	return &catalog{
 		srv: s, index: i, store: st,
-		byID:    map[string]*entry{},
-		loaded:  make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		reload:  make(chan struct{}, 1),
-		changed: make(chan struct{}),
+		byID:     map[string]*entry{},
+		loaded:   make(chan struct{}),
+		headDone: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		reload:   make(chan struct{}, 1),
+		changed:  make(chan struct{}),
 	}
 }
 
@@ -83,8 +91,28 @@ func newCatalog(s *Server, i int, st Store) *catalog {
 // pausing between scans at least the server's Refresh and five times what
 // the last scan took, so a slow store is not read without pause.
 func (c *catalog) loop(ctx context.Context) {
+	// The head is read first, so that the scan does not compete with it
+	// for the disk; after headGrace the scan starts anyway (on a store
+	// where listing and reading runs one by one is slow, such as
+	// FerretDB, the head only loses the race), and the head is given up
+	// once the scan ends.
+	headCtx, stopHead := context.WithCancel(ctx)
+	headEnded := make(chan struct{})
+	go func() {
+		defer close(headEnded)
+		c.readHead(headCtx)
+	}()
+	grace := time.NewTimer(headGrace)
+	select {
+	case <-c.headDone:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	grace.Stop()
 	c.scan(ctx, true)
+	stopHead()
 	close(c.loaded)
+	<-headEnded
 	for {
 		c.mu.RLock()
 		pause := max(c.srv.opts.Refresh, 5*c.scanCost)
@@ -150,6 +178,69 @@ func (c *catalog) subscribe() func() {
 		c.subs--
 		c.mu.Unlock()
 	}
+}
+
+// headGrace is how long the first scan waits for the head to be read.
+const headGrace = time.Second
+
+// headSize is how many of the newest runs the head holds: two pages of
+// the table's default 50 rows.
+const headSize = 100
+
+// readHead lists the runs and reads the newest headSize of them. Any
+// error leaves the head unset: the first full scan answers instead.
+func (c *catalog) readHead(ctx context.Context) {
+	defer close(c.headDone)
+	ids, err := c.store.Reader.Runs(ctx)
+	if err != nil {
+		return
+	}
+	last := ids[max(0, len(ids)-headSize):]
+	read, gone, err := readRuns(ctx, c.store.Reader, last)
+	if err != nil {
+		return
+	}
+	head := make([]*observer.Run, 0, len(last))
+	for _, id := range last {
+		if r, ok := read[id]; ok {
+			head = append(head, r)
+		}
+	}
+	c.mu.Lock()
+	c.head, c.headTotal, c.headOK = head, len(ids)-len(gone), true
+	c.mu.Unlock()
+}
+
+// newest returns what the catalog can tell of its newest runs now, for
+// selectHead: after the first scan every run (complete), else the head
+// with the number of runs listed; ok is false when it cannot tell yet
+// (the head failed, or the first scan did).
+func (c *catalog) newest() (runs []*observer.Run, total int, ok bool) {
+	select {
+	case <-c.loaded:
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		if c.snapshot == nil && c.loadErr != nil {
+			return nil, 0, false
+		}
+		return c.snapshot, len(c.snapshot), true
+	default:
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.head, c.headTotal, c.headOK
+}
+
+// waitHead blocks until the head is read (or given up) or the first scan
+// ended.
+func (c *catalog) waitHead(ctx context.Context) error {
+	select {
+	case <-c.loaded:
+	case <-c.headDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // wait blocks until the first scan ended.

@@ -26,6 +26,9 @@ type tableQuery struct {
 	quick *regexp.Regexp
 	sort  bool
 	cols  []string
+	// plain is the default table: no filter and no sort, newest first,
+	// which the stores' heads can answer before their first scan ends.
+	plain bool
 }
 
 func (s *Server) parseTable(r *http.Request) (*tableQuery, error) {
@@ -45,7 +48,8 @@ func (s *Server) parseTable(r *http.Request) (*tableQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tableQuery{q: q, sort: len(opts.Sort) > 0, cols: opts.Columns}
+	t := &tableQuery{q: q, sort: len(opts.Sort) > 0, cols: opts.Columns,
+		plain: opts.Name == "" && opts.Where == "" && len(opts.Status) == 0 && len(opts.Sort) == 0 && v.Get("q") == ""}
 	if quick := v.Get("q"); quick != "" {
 		// A quick filter is typed a letter at a time: an expression that
 		// does not compile yet is taken literally.
@@ -98,6 +102,41 @@ func (s *Server) selectRuns(ctx context.Context, t *tableQuery) ([]located, erro
 		slices.Reverse(out)
 	}
 	return out, nil
+}
+
+// selectHead answers the default table (t.plain: every run, newest
+// first) for its first need rows while a store's first scan is still
+// running, from the newest runs each store has read so far (its head):
+// the last store's newest first, as selectRuns orders them, then the
+// store before it once the later one is complete. ok is false when the
+// heads do not hold those rows; the caller then waits for the scans.
+// total counts every run listed.
+func (s *Server) selectHead(ctx context.Context, need int) (sel []located, total int, partial, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, loadWait)
+	defer cancel()
+	complete := true // every store after this one is in sel whole
+	for i := len(s.stores) - 1; i >= 0; i-- {
+		c := s.stores[i]
+		c.touch()
+		if err := c.waitHead(ctx); err != nil {
+			return nil, 0, false, false
+		}
+		runs, n, known := c.newest()
+		if !known {
+			return nil, 0, false, false
+		}
+		total += n
+		if !complete {
+			continue
+		}
+		for j := len(runs) - 1; j >= 0; j-- {
+			sel = append(sel, located{i, runs[j]})
+		}
+		if len(runs) < n {
+			complete, partial = false, true
+		}
+	}
+	return sel, total, partial, complete || len(sel) >= need
 }
 
 // row is one run in the table.
@@ -156,10 +195,20 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 			c.requestReload()
 		}
 	}
-	sel, err := s.selectRuns(r.Context(), t)
-	if err != nil {
-		apiError(w, http.StatusBadGateway, err.Error())
-		return
+	// The default first page is answered from the newest runs while a
+	// first scan is still running (a store of 10,000 runs takes seconds
+	// to scan); the page follows the live changes once the scan ends.
+	var sel []located
+	total, partial, early := 0, false, false
+	if t.plain && v.Get("reload") == "" && !s.scanned() {
+		sel, total, partial, early = s.selectHead(r.Context(), offset+limit)
+	}
+	if !early {
+		if sel, err = s.selectRuns(r.Context(), t); err != nil {
+			apiError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		total = len(sel)
 	}
 	now := s.now()
 	page := sel[min(offset, len(sel)):min(offset+limit, len(sel))]
@@ -172,13 +221,26 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 		_, versions[i] = c.runs()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"total":    len(sel),
+		"total":    total,
 		"offset":   offset,
 		"rows":     rows,
 		"cols":     t.cols,
 		"unknown":  t.q.UnknownFields(),
 		"versions": versions,
+		"partial":  partial,
 	})
+}
+
+// scanned tells whether every store's first scan has ended.
+func (s *Server) scanned() bool {
+	for _, c := range s.stores {
+		select {
+		case <-c.loaded:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // apiRunsExport serves the whole selection as CSV (runs.csv) or JSON

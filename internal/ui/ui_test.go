@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sacred-go/sacred/internal/readback"
 	"github.com/sacred-go/sacred/internal/readback/readbacktest"
 	"github.com/sacred-go/sacred/pkg/observer"
 )
@@ -755,5 +756,112 @@ func TestZipAndFiles(t *testing.T) {
 		if res.StatusCode != c.code || (c.body != "" && string(b) != c.body) {
 			t.Errorf("%s: %d %q", c.q, res.StatusCode, b)
 		}
+	}
+}
+
+// slowScan is a store whose full scan (readback.Finder's Find) waits
+// until released, while listing and reading runs one by one answer at
+// once: a large store whose first scan takes seconds.
+type slowScan struct {
+	*memStore
+	release chan struct{}
+}
+
+func (s *slowScan) Find(ctx context.Context, _ *readback.Request) ([]*observer.Run, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*observer.Run(nil), s.runs...), nil
+}
+
+// TestFirstPageBeforeTheScan: the default first page (newest first, no
+// filter) is answered from the newest runs while the first full scan is
+// still running, with the total listed and "partial"; a filtered table
+// waits for the scan; once the scan ends the same page is whole.
+func TestFirstPageBeforeTheScan(t *testing.T) {
+	mem := &memStore{}
+	const n = 250
+	for i := 1; i <= n; i++ {
+		mem.runs = append(mem.runs, fixtureRun(fmt.Sprint(i), float64(i)/1000, observer.StatusCompleted))
+	}
+	store := &slowScan{memStore: mem, release: make(chan struct{})}
+	s, err := New(Options{Stores: []Store{{Label: "mem", Reader: store}}, Refresh: time.Hour,
+		Now: func() time.Time { return t0.Add(2 * time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer func() { ts.Close(); s.Close() }()
+	released := false
+	defer func() {
+		if !released {
+			close(store.release)
+		}
+	}()
+
+	type answer struct {
+		runsAnswer
+		Partial bool `json:"partial"`
+	}
+	var a answer
+	if code := getJSON(t, ts.URL+"/api/runs?limit=50", &a); code != 200 {
+		t.Fatalf("first page: %d %+v", code, a)
+	}
+	var want []string
+	for i := n; i > n-50; i-- {
+		want = append(want, fmt.Sprint(i))
+	}
+	if ids(a.Rows) != strings.Join(want, ",") || a.Total != n || !a.Partial {
+		t.Fatalf("first page before the scan: total %d, partial %v, ids %s", a.Total, a.Partial, ids(a.Rows))
+	}
+	// The second page is in the head too; the third is not.
+	if getJSON(t, ts.URL+"/api/runs?limit=50&offset=50", &a); len(a.Rows) != 50 || a.Rows[0].ID != fmt.Sprint(n-50) || !a.Partial {
+		t.Errorf("second page before the scan: %d rows from %v, partial %v", len(a.Rows), a.Rows, a.Partial)
+	}
+	select {
+	case <-s.stores[0].loaded:
+		t.Fatal("the first scan ended before it was released")
+	default:
+	}
+
+	// A filtered table and a page past the head wait for the scan.
+	type got struct {
+		a   answer
+		err error
+	}
+	filtered, deep := make(chan got, 1), make(chan got, 1)
+	for _, c := range []struct {
+		q  string
+		ch chan got
+	}{{"/api/runs?limit=5&where=config.lr%20%3E%200.2", filtered}, {"/api/runs?limit=50&offset=150", deep}} {
+		go func() {
+			var a answer
+			res, err := http.Get(ts.URL + c.q)
+			if err == nil {
+				err = json.NewDecoder(res.Body).Decode(&a)
+				res.Body.Close()
+			}
+			c.ch <- got{a, err}
+		}()
+	}
+	close(store.release)
+	released = true
+	f, d := <-filtered, <-deep
+	if f.err != nil || d.err != nil {
+		t.Fatal(f.err, d.err)
+	}
+	if f.a.Partial || f.a.Total != 50 || ids(f.a.Rows) != "250,249,248,247,246" {
+		t.Errorf("filtered: total %d, partial %v, ids %s", f.a.Total, f.a.Partial, ids(f.a.Rows))
+	}
+	if d.a.Partial || d.a.Total != n || len(d.a.Rows) != 50 || d.a.Rows[0].ID != "100" {
+		t.Errorf("page past the head: total %d, partial %v, %d rows", d.a.Total, d.a.Partial, len(d.a.Rows))
+	}
+	<-s.stores[0].loaded
+	if getJSON(t, ts.URL+"/api/runs?limit=50", &a); ids(a.Rows) != strings.Join(want, ",") || a.Total != n || a.Partial {
+		t.Errorf("first page after the scan: total %d, partial %v, ids %s", a.Total, a.Partial, ids(a.Rows))
 	}
 }

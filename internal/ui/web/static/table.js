@@ -72,6 +72,7 @@ export async function showTable(ctx) {
   }
 
   let inflight = null;
+  let partialShown = false;
   async function load(opts) {
     const ctrl = new AbortController();
     if (inflight) inflight.abort();
@@ -83,6 +84,11 @@ export async function showTable(ctx) {
       err.className = "warning";
       versions = res.versions;
       render(res);
+      // A first page served while the stores are still being read: the
+      // live changes reload it when the reading ends.
+      if (res.partial) setStatusLine("reading every run of the store: the newest are shown, the table updates when it is done");
+      else if (partialShown) setStatusLine("");
+      partialShown = !!res.partial;
       if (!live) follow();
     } catch (e) {
       if (e.name === "AbortError") return;
