@@ -121,13 +121,7 @@ o.heartbeat_event({"k": 1}, "python output\n", t, None)
 o.completed_event(t, 2)
 print(json.dumps(out))
 `
-	cmd := exec.Command(py, "-c", script, dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, stderr.String())
-	}
+	stdout := runPython(t, py, script, dir)
 	var got struct {
 		N         int      `json:"n"`
 		Report    string   `json:"report"`
@@ -235,13 +229,7 @@ out["sources"] = sorted(s[0] for s in first["experiment"]["sources"])
 out["artifact"] = out["files"].get(first["artifacts"][0][2], "") if first["artifacts"] else ""
 print(json.dumps(out))
 `
-	cmd := exec.Command(py, "-c", script, dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, stderr.String())
-	}
+	stdout := runPython(t, py, script, dir)
 	var got struct {
 		IDs       []int             `json:"ids"`
 		Status    []string          `json:"status"`
@@ -267,4 +255,18 @@ print(json.dumps(out))
 		strings.Join(got.Sources, ",") != "helpers/util.py,train.py" {
 		t.Errorf("run 1 as TinyDB reads it: artifacts %v (%q), sources %v", got.Artifacts, got.Artifact, got.Sources)
 	}
+}
+
+// runPython runs a Python script with args and returns what it printed;
+// a failure shows its stderr.
+func runPython(t *testing.T, py, script string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, stderr.String())
+	}
+	return stdout
 }
