@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -587,6 +588,14 @@ func TestDrainGrandchild(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			if mode == ModePTY && signal.Ignored(syscall.SIGHUP) {
+				// Started under nohup: the sleep would inherit the ignored
+				// SIGHUP and outlive the hangup. A handler here gives the
+				// children the default action again (handlers are reset
+				// at exec, ignored signals are not).
+				signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+				defer signal.Reset(syscall.SIGHUP)
+			}
 			cmd := exec.Command("sh", "-c", "sleep 60 & echo started")
 			if err := c.Attach(cmd); err != nil {
 				t.Fatal(err)
