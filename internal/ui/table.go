@@ -136,7 +136,8 @@ func (s *Server) selectHead(ctx context.Context, need int) (sel []located, total
 			complete, partial = false, true
 		}
 	}
-	return sel, total, partial, complete || len(sel) >= need
+	ok = complete || len(sel) >= need
+	return sel, total, partial && ok, ok
 }
 
 // row is one run in the table.
@@ -204,6 +205,7 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 		sel, total, partial, early = s.selectHead(r.Context(), offset+limit)
 	}
 	if !early {
+		partial = false
 		if sel, err = s.selectRuns(r.Context(), t); err != nil {
 			apiError(w, http.StatusBadGateway, err.Error())
 			return

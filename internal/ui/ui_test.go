@@ -827,6 +827,13 @@ func TestFirstPageBeforeTheScan(t *testing.T) {
 		t.Fatal("the first scan ended before it was released")
 	default:
 	}
+	// What the heads can answer: the newest 100, not 200.
+	if sel, total, partial, ok := s.selectHead(context.Background(), 100); !ok || !partial || total != n || len(sel) != 100 {
+		t.Errorf("selectHead(100) before the scan: %d runs of %d, partial %v, ok %v", len(sel), total, partial, ok)
+	}
+	if _, _, partial, ok := s.selectHead(context.Background(), 200); ok || partial {
+		t.Errorf("selectHead(200) before the scan: partial %v, ok %v; want neither", partial, ok)
+	}
 
 	// A filtered table and a page past the head wait for the scan.
 	type got struct {
