@@ -27,19 +27,25 @@ func newObserver(t *testing.T, b Bucket, prefix string, warn io.Writer) *Observe
 	return o
 }
 
+// dirBuckets opens buckets over one local directory; minAppend < 0 means
+// without server-side appends.
+func dirBuckets(root string, minAppend int64) func() Bucket {
+	return func() Bucket {
+		d := &dirBucket{root: root, minAppend: minAppend}
+		if minAppend < 0 {
+			return d
+		}
+		return appendingDir{d}
+	}
+}
+
 // TestConformance runs the store tier of the suite over a local directory,
 // with and without server-side appends.
 func TestConformance(t *testing.T) {
 	for _, minAppend := range []int64{-1, 0, 16} {
 		t.Run(fmt.Sprintf("minAppend=%d", minAppend), func(t *testing.T) {
 			root := t.TempDir()
-			bucket := func() Bucket {
-				d := &dirBucket{root: root, minAppend: minAppend}
-				if minAppend < 0 {
-					return d
-				}
-				return appendingDir{d}
-			}
+			bucket := dirBuckets(root, minAppend)
 			var last *dirBucket
 			observertest.Run(t, observertest.Store{
 				New: func(t *testing.T) observer.Observer {

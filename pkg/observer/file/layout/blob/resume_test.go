@@ -24,13 +24,7 @@ func TestResume(t *testing.T) {
 	for _, minAppend := range []int64{-1, 0, 16} {
 		t.Run(fmt.Sprintf("minAppend=%d", minAppend), func(t *testing.T) {
 			root := t.TempDir()
-			bucket := func() Bucket {
-				d := &dirBucket{root: root, minAppend: minAppend}
-				if minAppend < 0 {
-					return d
-				}
-				return appendingDir{d}
-			}
+			bucket := dirBuckets(root, minAppend)
 			observertest.RunResume(t, observertest.Store{
 				New:    func(t *testing.T) observer.Observer { return newObserver(t, bucket(), "runs/", io.Discard) },
 				Reader: func(t *testing.T) observer.Reader { return NewReader(bucket(), "runs/", "test") },
