@@ -243,6 +243,9 @@ func metaMap(m *observer.Meta) map[string]any {
 	if m.QueueTime != nil {
 		out["queue_time"] = m.QueueTime.UTC()
 	}
+	if r := m.RerunOf; r != nil {
+		out["rerun_of"] = map[string]any{"kind": r.Kind, "store": r.Store, "id": r.ID}
+	}
 	return out
 }
 

@@ -70,3 +70,14 @@ func TestTable(t *testing.T) {
 		t.Errorf("tsv: %q", b.String())
 	}
 }
+
+// TestRecordMetaRerunOf: sacred show --json gives a rerun's original as
+// the stores record it (meta.rerun_of).
+func TestRecordMetaRerunOf(t *testing.T) {
+	r := &observer.Run{ID: "4", Status: observer.StatusCompleted,
+		Meta: observer.Meta{Command: "main", RerunOf: &observer.RunRef{Kind: "file_storage", Store: "runs", ID: "1"}}}
+	got := string(JSON(Record(r, r.Status, false)))
+	if want := `"rerun_of":{"id":"1","kind":"file_storage","store":"runs"}`; !strings.Contains(got, want) {
+		t.Errorf("record %s\nlacks %s", got, want)
+	}
+}
