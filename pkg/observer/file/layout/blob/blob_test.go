@@ -262,12 +262,19 @@ func TestOutputRepeatAfterLostAnswer(t *testing.T) {
 				t.Fatal("the lost answer was not reported")
 			}
 			out.Append([]byte("three\n"))
+			before := lb.putBytes.Load()
 			if err := beat(4); err != nil { // same From: the decorator's repeat
 				t.Fatal(err)
 			}
 			got, _ := os.ReadFile(filepath.Join(lb.root, "1", "cout.txt"))
 			if string(got) != "one\ntwo\nthree\n" {
 				t.Fatalf("cout.txt = %q", got)
+			}
+			// The object held "one\ntwo\n" already: an append sends
+			// only "three\n", not the output again from the start.
+			runJSON, _ := os.Stat(filepath.Join(lb.root, "1", "run.json"))
+			if sent := lb.putBytes.Load() - before - runJSON.Size(); minAppend == 1 && sent != int64(len("three\n")) {
+				t.Errorf("the repeat sent %d bytes of output, want %d", sent, len("three\n"))
 			}
 		})
 	}

@@ -366,7 +366,8 @@ func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) e
 // [From, To) is sent, appended on the server side; an object too small to
 // append to (under MinAppendSize) is rewritten whole, which costs at most
 // that much more. After a failed write the object's size is asked first:
-// the failed request may have been carried out after all.
+// the failed request may have been carried out after all, and the write
+// goes on from what the object holds.
 func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent) error {
 	if ev.Output == nil {
 		return nil
@@ -381,12 +382,18 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 		case err != nil:
 			return fmt.Errorf("%s: run %s: output bytes %d to %d not stored in %s: %w", o.cfg.Title, o.id, from, to, layout.CoutFile, err)
 		}
-		if size == to {
+		switch {
+		case size == to:
 			o.coutUnsure = false
 			return nil
-		}
-		if size != from {
-			from = 0
+		case size < to:
+			// Every write replaces the object at once with a longer
+			// start of the output, so it holds the first size bytes
+			// (more than From when the failed write landed after all):
+			// only the rest is sent.
+			from = size
+		default:
+			from = 0 // longer than the output: not ours to extend
 		}
 	} else if o.coutResumed {
 		if to <= o.coutSize {
