@@ -12,28 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sacred-go/sacred/internal/testserver"
+	"github.com/sacred-go/sacred/internal/testutil"
 )
-
-// pymongoPython finds a Python that imports pymongo and gridfs: Debian's
-// python3-pymongo (.ci/run installs it) is for /usr/bin/python3, which may
-// not be the python3 first on PATH.
-func pymongoPython(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"/usr/bin/python3", "python3"} {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			continue
-		}
-		if exec.Command(p, "-c", "import pymongo, gridfs").Run() == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no python3 imports pymongo; .ci/run installs Debian's python3-pymongo")
-	}
-	t.Skip("no python3 imports pymongo (apt-get install python3-pymongo)")
-	return ""
-}
 
 // pymongoReader reads run 1 as Python Sacred's ecosystem does with pymongo
 // and gridfs: Incense's and Sacred's own loaders (the run document, the
@@ -106,7 +86,7 @@ sys.exit(1 if problems else 0)
 // Python's pymongo and gridfs the way Sacred's ecosystem reads runs, and
 // Python Sacred's source lookup finds the source sacred stored.
 func TestMongoReadByPymongo(t *testing.T) {
-	py := pymongoPython(t)
+	py := testutil.PythonWith(t, "import pymongo, gridfs", "python3-pymongo")
 	uri := testserver.MongoURI(t)
 	base := strings.TrimSuffix(strings.SplitN(uri, "?", 2)[0], "/")
 	dbname := "e2e_pymongo"

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sacred-go/sacred/internal/testutil"
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/observertest"
 )
@@ -175,23 +176,6 @@ print(json.dumps(out))
 	}
 }
 
-// pyTinyDB finds a Python that imports the tinydb package: Debian's
-// python3-tinydb (.ci/run installs it) is for /usr/bin/python3, which may
-// not be the python3 first on PATH.
-func pyTinyDB(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"/usr/bin/python3", "python3"} {
-		if p, err := exec.LookPath(name); err == nil && exec.Command(p, "-c", "import tinydb").Run() == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no python3 imports tinydb; .ci/run installs Debian's python3-tinydb")
-	}
-	t.Skip("no python3 imports tinydb (apt-get install python3-tinydb)")
-	return ""
-}
-
 // TestPythonTinyDBReadsStore opens a store we wrote with TinyDB itself
 // (the Python package Sacred's TinyDbReader is built on): the runs table
 // has our documents under their ids, every {TinyDate}: value decodes as
@@ -199,7 +183,7 @@ func pyTinyDB(t *testing.T) string {
 // {TinyFile}: value names a hashfs file (depth 3, width 2) whose md5 is
 // its id, as Sacred's FileSerializer and hashfs find them.
 func TestPythonTinyDBReadsStore(t *testing.T) {
-	py := pyTinyDB(t)
+	py := testutil.PythonWith(t, "import tinydb", "python3-tinydb")
 	dir := filepath.Join(t.TempDir(), "tiny")
 	tricky(t, dir)
 	script := `import datetime, hashlib, json, os, sys
