@@ -57,7 +57,8 @@ var ErrIDTaken = errors.New("run id already exists")
 // A heartbeat's output range [From, To) is to be trusted: From is exactly
 // where the output this observer stored with its last successful Heartbeat
 // ended (0 at first), so a store writes that range and keeps no offset of
-// its own.
+// its own. A Heartbeat that stored the start of its range before failing
+// says so with an *OutputStored error: From then starts where that ended.
 type Observer interface {
 	// Name identifies the observer in messages, e.g. "file storage runs/".
 	// It must never contain a password or token.
@@ -251,6 +252,21 @@ type HeartbeatEvent struct {
 	// Final is true for the beat sent just before the final event.
 	Final bool
 }
+
+// OutputStored is the error (wrapped, or joined with others) of a
+// Heartbeat that stored the output [0, Stored) before failing on the rest
+// of its range, a store that sends a long range in parts, say. The retry
+// decorator reads it with errors.As: the beat sent again starts at Stored
+// (which may be below the beat's From when the store found its copy
+// spoiled and writes it again), and a final flush that makes such
+// progress is not given up as stuck.
+type OutputStored struct {
+	Stored int64
+	Err    error
+}
+
+func (e *OutputStored) Error() string { return e.Err.Error() }
+func (e *OutputStored) Unwrap() error { return e.Err }
 
 // NewOutput returns a reader over the bytes new in this beat.
 func (e *HeartbeatEvent) NewOutput() io.Reader {

@@ -20,7 +20,8 @@
 //   - Heartbeat: the decorator knows where the output the store
 //     acknowledged ends and hands the store that offset as From, so a
 //     failed or skipped beat loses no output: the next beat's range starts
-//     where the store stopped. A kept beat is superseded by the next one
+//     where the store stopped, or where a failed beat says it stopped
+//     (*observer.OutputStored). A kept beat is superseded by the next one
 //     (info and result are whole state). A kept beat's Info and Result are
 //     copied, since events belong to the caller.
 //   - Artifact and Resource: once a file is pending, later ones queue
@@ -586,6 +587,12 @@ func (r *Observer) sendBeat(ctx context.Context, ev *observer.HeartbeatEvent) er
 		return r.inner.Heartbeat(ctx, &hb)
 	})
 	if err != nil {
+		var stored *observer.OutputStored
+		if errors.As(err, &stored) {
+			// Lower too: a store that must write its output again
+			// from the start says so.
+			r.acked = min(max(stored.Stored, 0), ev.To)
+		}
 		r.keepBeat(ev)
 		return err
 	}

@@ -633,3 +633,57 @@ func TestPassThrough(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// partStore stores at most part bytes of a beat's output per call and
+// fails on the rest, saying how far it got (*observer.OutputStored), as
+// an object store that sends a long range in parts does when the call's
+// deadline passes.
+type partStore struct {
+	*recorder
+	part int64
+}
+
+func (p *partStore) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
+	if ev.To-ev.From <= p.part {
+		return p.recorder.Heartbeat(ctx, ev)
+	}
+	hb := *ev
+	hb.To = ev.From + p.part
+	if err := p.recorder.Heartbeat(ctx, &hb); err != nil {
+		return err
+	}
+	return &observer.OutputStored{Stored: hb.To, Err: fmt.Errorf("output bytes %d to %d not stored: %w", hb.To, ev.To, context.DeadlineExceeded)}
+}
+
+// TestPartlyStoredBeatGoesOnFromThere: a beat that stored part of its
+// output before failing is sent again from where it stopped, and the
+// final flush goes on while each round stores more (here ten rounds, more
+// than the rounds that may store nothing), so the whole output is stored
+// before the final status.
+func TestPartlyStoredBeatGoesOnFromThere(t *testing.T) {
+	rec := &recorder{}
+	clock := newFakeClock()
+	w := wrapWithClock(&partStore{recorder: rec, part: 100}, clock, Options{})
+	ctx := context.Background()
+	b := observertest.NewBeats()
+	b.Out.Append(bytes.Repeat([]byte("0123456789"), 100))
+	w.Heartbeat(ctx, b.Next(clock.now(), nil))
+	if p := w.Pending(); p.OutputBytes != 900 {
+		t.Fatalf("pending after the first beat: %+v, want the 900 bytes not stored", p)
+	}
+	if err := w.Completed(ctx, &observer.CompletedEvent{}); err != nil {
+		t.Fatalf("Completed: %v", err)
+	}
+	if !bytes.Equal(rec.output, b.Out.Bytes()) {
+		t.Errorf("stored %d bytes of output, want the %d of the run", len(rec.output), b.Out.Size())
+	}
+	if want := []int64{0, 100, 200, 300, 400, 500, 600, 700, 800, 900}; !slices.Equal(rec.froms, want) {
+		t.Errorf("beats from %v, want %v", rec.froms, want)
+	}
+	if len(rec.problems) > 0 {
+		t.Errorf("the store saw %v", rec.problems)
+	}
+	if rec.status != observer.StatusCompleted {
+		t.Errorf("status %q", rec.status)
+	}
+}
