@@ -33,6 +33,12 @@ var (
 	// (an S3-compatible store without UploadPartCopy). The observer then
 	// rewrites cout.txt whole at each beat and says so once.
 	ErrAppendUnsupported = errors.New("the store cannot append to an object")
+	// ErrAppendMisplaced: an append landed on an object other than the
+	// one of the size it was given (a late request of an earlier call had
+	// changed it, and the store ignored the preconditions that should
+	// have stopped it): the object may no longer be a start of the
+	// output. The observer rewrites cout.txt from the start.
+	ErrAppendMisplaced = errors.New("the append landed on a changed object")
 )
 
 // Bucket is the little an object store must offer. Keys are full keys
@@ -69,9 +75,13 @@ type Bucket interface {
 // beat costs the new output only, however long the run's output is.
 type Appender interface {
 	// Append makes key hold its current content, size bytes, followed by
-	// the n bytes of src. The object must be exactly size bytes long. It
-	// returns an error wrapping ErrAppendUnsupported when the service
-	// cannot do it at all.
+	// the n bytes of src. The object must be exactly size bytes long, and
+	// Append must fail rather than append to an object of another size,
+	// even one changed during the call by a late request of an earlier
+	// one (S3: a copy of exactly the range [0, size); GCS: generation
+	// preconditions); when it finds out only after, it returns an error
+	// wrapping ErrAppendMisplaced. It returns an error wrapping
+	// ErrAppendUnsupported when the service cannot append at all.
 	Append(ctx context.Context, key string, size int64, src io.ReaderAt, n int64) error
 	// MinAppendSize is the smallest object Append can extend (5 MiB on
 	// S3, whose parts but the last must be that large); a smaller one is

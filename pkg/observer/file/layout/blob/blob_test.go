@@ -280,6 +280,137 @@ func TestOutputRepeatAfterLostAnswer(t *testing.T) {
 	}
 }
 
+// partsBucket records the size of each write of cout.txt and fails the
+// append numbered failAt (1-based), as a call does whose deadline passes
+// during that request.
+type partsBucket struct {
+	appendingDir
+	sizes  []int64
+	failAt int
+	n      int
+}
+
+func (p *partsBucket) Put(ctx context.Context, key string, src io.ReaderAt, size int64, ct string) error {
+	if strings.HasSuffix(key, layout.CoutFile) {
+		p.sizes = append(p.sizes, size)
+	}
+	return p.appendingDir.Put(ctx, key, src, size, ct)
+}
+
+func (p *partsBucket) Append(ctx context.Context, key string, size int64, src io.ReaderAt, n int64) error {
+	p.n++
+	if p.n == p.failAt {
+		return context.DeadlineExceeded
+	}
+	p.sizes = append(p.sizes, n)
+	return p.appendingDir.Append(ctx, key, size, src, n)
+}
+
+// TestOutputInParts: a beat's output larger than AppendChunk goes in
+// requests of at most that size; when one fails, the parts before it stay
+// stored, the error names only the range from the failed part on, and the
+// beat sent again sends that range only.
+func TestOutputInParts(t *testing.T) {
+	const minAppend, chunk = 1 << 10, 4 << 10
+	pb := &partsBucket{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: minAppend}}, failAt: 2}
+	o, err := New(Config{Bucket: pb, Name: "test store", Title: "test", TempDir: t.TempDir(), AppendChunk: chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := observertest.StartEvent()
+	start(t, o, ev)
+	out := observertest.NewOutput()
+	for i := 0; out.Size() < 6*chunk+100; i++ {
+		out.Append([]byte(fmt.Sprintf("line %d of a burst of output\n", i)))
+	}
+	beat := func() error {
+		return o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: 0, To: out.Size()})
+	}
+	// Rewrite [0, 4K), append [4K, 8K), append [8K, 12K) fails.
+	err = beat()
+	if err == nil {
+		t.Fatal("the failed part was not reported")
+	}
+	if want := fmt.Sprintf("output bytes %d to %d not stored", 2*chunk, out.Size()); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q, want it to name %q", err, want)
+	}
+	var stored *observer.OutputStored
+	if !errors.As(err, &stored) || stored.Stored != 2*chunk {
+		t.Fatalf("error %q does not say the output is stored up to %d (*observer.OutputStored: %+v)", err, 2*chunk, stored)
+	}
+	if got, _ := os.ReadFile(filepath.Join(pb.root, "1", "cout.txt")); !bytes.Equal(got, out.Bytes()[:2*chunk]) {
+		t.Fatalf("after the failure cout.txt holds %d bytes, want the parts before it (%d)", len(got), 2*chunk)
+	}
+	if err := beat(); err != nil { // the decorator's repeat, same From
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(pb.root, "1", "cout.txt")); !bytes.Equal(got, out.Bytes()) {
+		t.Fatalf("cout.txt holds %d bytes, want the output's %d", len(got), out.Size())
+	}
+	var sent int64
+	for i, n := range pb.sizes {
+		if n > chunk {
+			t.Errorf("request %d sent %d bytes, more than the %d of a part", i, n, chunk)
+		}
+		sent += n
+	}
+	if sent != out.Size() {
+		t.Errorf("%d bytes sent in %d requests for %d of output: the repeat sent stored parts again", sent, len(pb.sizes), out.Size())
+	}
+}
+
+// misplacingBucket spoils cout.txt once, as an append that landed on an
+// object changed by a late request does, and says so.
+type misplacingBucket struct {
+	appendingDir
+	spoil bool
+}
+
+func (m *misplacingBucket) Append(ctx context.Context, key string, size int64, src io.ReaderAt, n int64) error {
+	if m.spoil {
+		m.spoil = false
+		os.WriteFile(m.path(key), []byte("spoiled by a late request"), 0o644)
+		return fmt.Errorf("the result holds 25 bytes, not %d: %w", size+n, ErrAppendMisplaced)
+	}
+	return m.appendingDir.Append(ctx, key, size, src, n)
+}
+
+// TestMisplacedAppendRewritesFromTheStart: after an append that landed on
+// a changed object, the error says nothing of the output is known to be
+// stored, and the beat sent again writes cout.txt from the start.
+func TestMisplacedAppendRewritesFromTheStart(t *testing.T) {
+	mb := &misplacingBucket{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: 1}}}
+	var warn bytes.Buffer
+	o := newObserver(t, mb, "", &warn)
+	ev := observertest.StartEvent()
+	start(t, o, ev)
+	out := observertest.NewOutput()
+	beat := func(from int64) error {
+		return o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
+	}
+	out.Append([]byte("one\n"))
+	if err := beat(0); err != nil {
+		t.Fatal(err)
+	}
+	out.Append([]byte("two\n"))
+	mb.spoil = true
+	err := beat(4)
+	var stored *observer.OutputStored
+	if !errors.As(err, &stored) || stored.Stored != 0 {
+		t.Fatalf("error %v, want one that says the output is stored up to 0", err)
+	}
+	out.Append([]byte("three\n"))
+	if err := beat(0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(mb.root, "1", "cout.txt")); string(got) != "one\ntwo\nthree\n" {
+		t.Fatalf("cout.txt = %q", got)
+	}
+	if !strings.Contains(warn.String(), "written again from the start") {
+		t.Errorf("no warning: %q", warn.String())
+	}
+}
+
 // noAppendBucket is a store that refuses server-side appends.
 type noAppendBucket struct{ *dirBucket }
 

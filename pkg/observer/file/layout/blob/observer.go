@@ -43,7 +43,19 @@ type Config struct {
 	CheckConditional bool
 	// TempDir holds the local copy of metrics.json ("": the system's).
 	TempDir string
+	// AppendChunk is the most output one request sends to a store that
+	// appends (0: DefaultAppendChunk; never less than its MinAppendSize).
+	AppendChunk int64
 }
+
+// DefaultAppendChunk: a beat's output goes in requests of at most 64 MiB.
+// What a call stored before its deadline stays stored and the call sent
+// again goes on from there, so a burst of output larger than one call can
+// upload (1 GiB written in seconds, a slow link) is stored in a few calls
+// instead of being sent whole again at each try and never landing. Each
+// request also costs the store a server-side copy or compose of the
+// object, which is why the parts are not smaller.
+const DefaultAppendChunk = 64 << 20
 
 // CleanPrefix turns a path given by the user ("runs", "/a/b/", "") into a
 // key prefix: no leading slash, no empty or "." components, and a
@@ -91,6 +103,9 @@ type Observer struct {
 	// them is not sent again).
 	coutResumed bool
 	coutSize    int64
+	// coutBroken is set when an append landed on a changed object
+	// (ErrAppendMisplaced): cout.txt is written again from the start.
+	coutBroken bool
 	// noAppend is set once the store refused a server-side append.
 	noAppend bool
 }
@@ -113,6 +128,9 @@ func New(cfg Config) (*Observer, error) {
 	}
 	if cfg.Warn == nil {
 		cfg.Warn = io.Discard
+	}
+	if cfg.AppendChunk <= 0 {
+		cfg.AppendChunk = DefaultAppendChunk
 	}
 	return &Observer{cfg: cfg}, nil
 }
@@ -342,39 +360,43 @@ func (o *Observer) LogMetrics(ctx context.Context, ev *observer.MetricsEvent) er
 	return nil
 }
 
-// Heartbeat stores the beat's output in cout.txt, rewrites run.json
-// (heartbeat, result) and stores info.json when info is not empty and
-// changed.
+// Heartbeat rewrites run.json (heartbeat, result), stores info.json when
+// info is not empty and changed, and then the beat's output in cout.txt.
+// The small objects go first: a burst of output that takes the whole call
+// must not keep the heartbeat from the store (sacred reap reads it).
 func (o *Observer) Heartbeat(ctx context.Context, ev *observer.HeartbeatEvent) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.ready("heartbeat"); err != nil {
 		return err
 	}
-	errOut := o.writeOutput(ctx, ev)
 	o.run.Beat(ev)
 	errRun := o.putRun(ctx)
 	var errInfo error
 	if len(ev.Info) > 0 {
 		errInfo = o.writeInfo(ctx, ev.Info)
 	}
-	return errors.Join(errOut, errRun, errInfo)
+	errOut := o.writeOutput(ctx, ev)
+	return errors.Join(errRun, errInfo, errOut)
 }
 
 // writeOutput makes cout.txt hold the output [0, To). From is where the
 // last successful beat ended (the observer contract), so normally only
-// [From, To) is sent, appended on the server side; an object too small to
-// append to (under MinAppendSize) is rewritten whole, which costs at most
-// that much more. After a failed write the object's size is asked first:
-// the failed request may have been carried out after all, and the write
-// goes on from what the object holds.
+// [From, To) is sent, appended on the server side in parts of at most
+// AppendChunk bytes; an object too small to append to (under
+// MinAppendSize) is rewritten, which costs at most that much more. After a
+// failed write the object's size is asked first: the failed request may
+// have been carried out after all, and parts stored before it stay, so the
+// write goes on from what the object holds.
 func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent) error {
 	if ev.Output == nil {
 		return nil
 	}
 	key := o.runPrefix + layout.CoutFile
 	from, to := ev.From, ev.To
-	if o.coutUnsure {
+	if o.coutBroken {
+		from = 0
+	} else if o.coutUnsure {
 		size, err := o.cfg.Bucket.Size(ctx, key)
 		switch {
 		case errors.Is(err, ErrNotExist):
@@ -389,8 +411,8 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 		case size < to:
 			// Every write replaces the object at once with a longer
 			// start of the output, so it holds the first size bytes
-			// (more than From when the failed write landed after all):
-			// only the rest is sent.
+			// (more than From when the failed write landed after all,
+			// or parts of it did): only the rest is sent.
 			from = size
 		default:
 			from = 0 // longer than the output: not ours to extend
@@ -404,25 +426,58 @@ func (o *Observer) writeOutput(ctx context.Context, ev *observer.HeartbeatEvent)
 	if to <= from {
 		return nil
 	}
-	if err := o.putOutput(ctx, key, ev.Output, from, to); err != nil {
+	if stored, err := o.putOutput(ctx, key, ev.Output, from, to); err != nil {
 		// The next write asks the object's size (coutUnsure) instead.
 		o.coutUnsure, o.coutResumed = true, false
-		return fmt.Errorf("%s: run %s: output bytes %d to %d not stored in %s: %w", o.cfg.Title, o.id, from, to, layout.CoutFile, err)
+		return &observer.OutputStored{Stored: stored, Err: fmt.Errorf("%s: run %s: output bytes %d to %d not stored in %s: %w", o.cfg.Title, o.id, stored, to, layout.CoutFile, err)}
 	}
 	o.coutUnsure, o.coutResumed = false, false
 	return nil
 }
 
-func (o *Observer) putOutput(ctx context.Context, key string, out observer.Output, from, to int64) error {
-	if ap, ok := o.cfg.Bucket.(Appender); ok && !o.noAppend && from > 0 && from >= ap.MinAppendSize() {
-		err := ap.Append(ctx, key, from, sectionOf(out, from, to-from), to-from)
-		if !errors.Is(err, ErrAppendUnsupported) {
-			return err
+// putOutput makes key, which holds the output [0, from), hold [0, to). It
+// returns how far the object is known to hold the output when it fails:
+// the parts before the failed request are stored.
+func (o *Observer) putOutput(ctx context.Context, key string, out observer.Output, from, to int64) (int64, error) {
+	ap, ok := o.cfg.Bucket.(Appender)
+	if !ok || o.noAppend {
+		if err := o.cfg.Bucket.Put(ctx, key, sectionOf(out, 0, to), to, typeText); err != nil {
+			return from, err
 		}
-		o.noAppend = true
-		fmt.Fprintf(o.cfg.Warn, "sacred: %s: the store cannot append on the server side (%v): cout.txt is rewritten whole at every beat from now on, which costs as much as the output so far\n", o.cfg.Name, err)
+		o.coutBroken = false
+		return to, nil
 	}
-	return o.cfg.Bucket.Put(ctx, key, sectionOf(out, 0, to), to, typeText)
+	minAppend := ap.MinAppendSize()
+	chunk := max(o.cfg.AppendChunk, minAppend)
+	for from < to {
+		end := min(to, from+chunk)
+		if from == 0 || from < minAppend {
+			// Too small to append to: rewritten, up to a size that can
+			// be appended to next.
+			if err := o.cfg.Bucket.Put(ctx, key, sectionOf(out, 0, end), end, typeText); err != nil {
+				return from, err
+			}
+			o.coutBroken = false // a start of the output again
+			from = end
+			continue
+		}
+		err := ap.Append(ctx, key, from, sectionOf(out, from, end-from), end-from)
+		if errors.Is(err, ErrAppendMisplaced) {
+			fmt.Fprintf(o.cfg.Warn, "sacred: %s: an append to cout.txt landed on an object changed meanwhile (%v): it is written again from the start\n", o.cfg.Name, err)
+			o.coutBroken = true
+			return 0, err
+		}
+		if errors.Is(err, ErrAppendUnsupported) {
+			o.noAppend = true
+			fmt.Fprintf(o.cfg.Warn, "sacred: %s: the store cannot append on the server side (%v): cout.txt is rewritten whole at every beat from now on, which costs as much as the output so far\n", o.cfg.Name, err)
+			return o.putOutput(ctx, key, out, from, to)
+		}
+		if err != nil {
+			return from, err
+		}
+		from = end
+	}
+	return to, nil
 }
 
 // writeInfo stores info.json when it changed.
