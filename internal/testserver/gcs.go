@@ -1,9 +1,13 @@
 package testserver
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +31,8 @@ type GCS struct {
 	fake    *fakestorage.Server
 	handler http.Handler
 	addr    string
+
+	composeMu sync.Mutex // composes are checked and carried out one at a time
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -186,6 +192,79 @@ func (g *GCS) middleware(next http.Handler) http.Handler {
 		if write && strings.HasPrefix(r.URL.Path, "/upload/") {
 			r.Body = countingBody{r.Body, &g.uploaded}
 		}
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/compose") {
+			g.compose(w, r, next)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// compose serves compose with the preconditions Cloud Storage honours and
+// fake-gcs-server ignores: ifGenerationMatch on the destination (412 when
+// it does not hold) and the generation of each source (404 when the
+// source is not at that generation). The check and the compose are one
+// step: composes are carried out one at a time.
+func (g *GCS) compose(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	g.composeMu.Lock()
+	defer g.composeMu.Unlock()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req struct {
+		SourceObjects []struct {
+			Name       string
+			Generation json.Number
+		}
+	}
+	_ = json.Unmarshal(body, &req)
+	bucket, dst, ok := composePath(r.URL.Path)
+	if !ok {
+		next.ServeHTTP(w, r)
+		return
+	}
+	fail := func(code int, msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"error":{"code":%d,"message":%q}}`, code, msg)
+	}
+	if want := r.URL.Query().Get("ifGenerationMatch"); want != "" {
+		if g.generation(bucket, dst) != want {
+			fail(http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold.")
+			return
+		}
+	}
+	for _, s := range req.SourceObjects {
+		if s.Generation != "" && g.generation(bucket, s.Name) != s.Generation.String() {
+			fail(http.StatusNotFound, "No such object: "+bucket+"/"+s.Name)
+			return
+		}
+	}
+	next.ServeHTTP(w, r)
+}
+
+// generation is the live generation of an object, "" when it is missing.
+func (g *GCS) generation(bucket, name string) string {
+	obj, err := g.fake.GetObjectStreaming(bucket, name)
+	if err != nil {
+		return ""
+	}
+	obj.Close()
+	return strconv.FormatInt(obj.Generation, 10)
+}
+
+// composePath splits /storage/v1/b/BUCKET/o/OBJECT/compose.
+func composePath(p string) (bucket, object string, ok bool) {
+	rest, ok := strings.CutPrefix(p, "/storage/v1/b/")
+	if !ok {
+		return "", "", false
+	}
+	bucket, rest, ok = strings.Cut(rest, "/o/")
+	if !ok {
+		return "", "", false
+	}
+	object, ok = strings.CutSuffix(rest, "/compose")
+	return bucket, object, ok
 }

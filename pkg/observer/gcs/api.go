@@ -154,19 +154,22 @@ func (a *api) list(ctx context.Context, bucket, prefix, pageToken string, max in
 	return page.Prefixes, page.NextPageToken, nil
 }
 
-// size returns the size of an object.
-func (a *api) size(ctx context.Context, bucket, name string) (int64, error) {
-	resp, err := a.do(ctx, http.MethodGet, a.base+objectPath(bucket, name)+"?fields=size", nil, 0, nil, http.StatusOK)
+// objectAttrs is the little of an object's metadata the observer reads.
+// The JSON API gives numbers as strings.
+type objectAttrs struct {
+	Size       int64 `json:"size,string"`
+	Generation int64 `json:"generation,string"`
+}
+
+// attrs returns an object's size and generation.
+func (a *api) attrs(ctx context.Context, bucket, name string) (objectAttrs, error) {
+	resp, err := a.do(ctx, http.MethodGet, a.base+objectPath(bucket, name)+"?fields=size,generation", nil, 0, nil, http.StatusOK)
 	if err != nil {
-		return 0, err
+		return objectAttrs{}, err
 	}
-	var attrs struct {
-		Size json.Number `json:"size"` // a string in the JSON API
-	}
-	if err := decode(resp, &attrs); err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(attrs.Size.String(), 10, 64)
+	var at objectAttrs
+	err = decode(resp, &at)
+	return at, err
 }
 
 // get opens an object's content.
@@ -189,15 +192,16 @@ func (a *api) delete(ctx context.Context, bucket, name string) error {
 
 // uploadURL is the media upload endpoint for an object.
 func (a *api) uploadURL(bucket, name, uploadType string, ifAbsent bool) string {
-	q := url.Values{"uploadType": {uploadType}, "name": {name}, "fields": {"name"}}
+	q := url.Values{"uploadType": {uploadType}, "name": {name}, "fields": {"size,generation"}}
 	if ifAbsent {
 		q.Set("ifGenerationMatch", "0") // the DoesNotExist precondition
 	}
 	return a.base + "/upload/storage/v1/b/" + url.PathEscape(bucket) + "/o?" + q.Encode()
 }
 
-// put uploads size bytes of src in one request, streamed.
-func (a *api) put(ctx context.Context, bucket, name string, src io.ReaderAt, size int64, contentType string, ifAbsent bool) error {
+// put uploads size bytes of src in one request, streamed, and returns the
+// new object's size and generation.
+func (a *api) put(ctx context.Context, bucket, name string, src io.ReaderAt, size int64, contentType string, ifAbsent bool) (objectAttrs, error) {
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
@@ -205,14 +209,17 @@ func (a *api) put(ctx context.Context, bucket, name string, src io.ReaderAt, siz
 	resp, err := a.do(ctx, http.MethodPost, a.uploadURL(bucket, name, "media", ifAbsent),
 		io.NewSectionReader(src, 0, size), size, h, http.StatusOK)
 	if err != nil {
-		return err
+		return objectAttrs{}, err
 	}
-	return decode(resp, nil)
+	var at objectAttrs
+	err = decode(resp, &at)
+	return at, err
 }
 
 // resumable uploads size bytes of src as a resumable upload: a session,
 // then chunks of chunk bytes, each streamed from src (nothing buffered).
-func (a *api) resumable(ctx context.Context, bucket, name string, src io.ReaderAt, size int64, contentType string, chunk int64) error {
+// It returns the new object's size and generation.
+func (a *api) resumable(ctx context.Context, bucket, name string, src io.ReaderAt, size int64, contentType string, chunk int64) (objectAttrs, error) {
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
@@ -224,12 +231,12 @@ func (a *api) resumable(ctx context.Context, bucket, name string, src io.ReaderA
 	meta := []byte(`{"contentType":` + strconv.Quote(contentType) + `}`)
 	resp, err := a.do(ctx, http.MethodPost, a.uploadURL(bucket, name, "resumable", false), bytes.NewReader(meta), int64(len(meta)), h, http.StatusOK)
 	if err != nil {
-		return err
+		return objectAttrs{}, err
 	}
 	session := resp.Header.Get("Location")
 	decode(resp, nil)
 	if session == "" {
-		return errors.New("no upload session in the answer")
+		return objectAttrs{}, errors.New("no upload session in the answer")
 	}
 	for off := int64(0); off < size; off += chunk {
 		n := min(chunk, size-off)
@@ -238,42 +245,60 @@ func (a *api) resumable(ctx context.Context, bucket, name string, src io.ReaderA
 		resp, err := a.do(ctx, http.MethodPut, session, io.NewSectionReader(src, off, n), n, h,
 			http.StatusPermanentRedirect, http.StatusOK, http.StatusCreated)
 		if err != nil {
-			return fmt.Errorf("bytes %d to %d: %w", off, off+n, err)
+			return objectAttrs{}, fmt.Errorf("bytes %d to %d: %w", off, off+n, err)
 		}
 		last := resp.StatusCode != http.StatusPermanentRedirect
-		decode(resp, nil)
 		if last != (off+n == size) {
-			return fmt.Errorf("bytes %d to %d: the upload ended at the wrong place", off, off+n)
+			decode(resp, nil)
+			return objectAttrs{}, fmt.Errorf("bytes %d to %d: the upload ended at the wrong place", off, off+n)
 		}
+		if !last {
+			decode(resp, nil)
+			continue
+		}
+		var at objectAttrs
+		err = decode(resp, &at)
+		return at, err
 	}
-	return nil
+	return objectAttrs{}, errors.New("an empty resumable upload")
 }
 
-// compose makes dst the concatenation of srcs (in the same bucket).
-func (a *api) compose(ctx context.Context, bucket, dst string, srcs []string, contentType string) error {
-	type source struct {
-		Name string `json:"name"`
-	}
+// composeSource is a source of compose, at a generation (0: the live one).
+type composeSource struct {
+	Name       string `json:"name"`
+	Generation int64  `json:"generation,omitempty,string"`
+}
+
+// compose makes dst the concatenation of srcs (in the same bucket), only
+// if dst is at generation ifGeneration (when that is not 0), and returns
+// the new object's size and generation. With the generations of the
+// sources given, a compose the service carries out late (after its
+// caller gave up) fails instead of concatenating objects that changed.
+func (a *api) compose(ctx context.Context, bucket, dst string, srcs []composeSource, ifGeneration int64, contentType string) (objectAttrs, error) {
 	var req struct {
-		SourceObjects []source `json:"sourceObjects"`
+		SourceObjects []composeSource `json:"sourceObjects"`
 		Destination   struct {
 			ContentType string `json:"contentType,omitempty"`
 		} `json:"destination"`
 	}
-	for _, s := range srcs {
-		req.SourceObjects = append(req.SourceObjects, source{s})
-	}
+	req.SourceObjects = srcs
 	req.Destination.ContentType = contentType
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return objectAttrs{}, err
 	}
-	resp, err := a.do(ctx, http.MethodPost, a.base+objectPath(bucket, dst)+"/compose?fields=name",
+	q := url.Values{"fields": {"size,generation"}}
+	if ifGeneration != 0 {
+		q.Set("ifGenerationMatch", strconv.FormatInt(ifGeneration, 10))
+	}
+	resp, err := a.do(ctx, http.MethodPost, a.base+objectPath(bucket, dst)+"/compose?"+q.Encode(),
 		bytes.NewReader(body), int64(len(body)), http.Header{"Content-Type": {"application/json"}}, http.StatusOK)
 	if err != nil {
-		return err
+		return objectAttrs{}, err
 	}
-	return decode(resp, nil)
+	var at objectAttrs
+	err = decode(resp, &at)
+	return at, err
 }
 
 // endpointURL turns STORAGE_EMULATOR_HOST ("host:port" or a URL) or

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,5 +237,50 @@ func TestResumeAppends(t *testing.T) {
 	got, err := srv.Object("lab-runs", "resumed/"+id+"/cout.txt")
 	if err != nil || !bytes.Equal(got, out.Bytes()) {
 		t.Fatalf("cout.txt: %d bytes (%v), want the %d of the output", len(got), err, out.Size())
+	}
+}
+
+// TestAppendNeverLandsOnAChangedObject: an append given a size the object
+// no longer has fails and leaves it alone, and a compose carried out late
+// (after its caller gave up and the object moved on) is refused by its
+// preconditions instead of appending its bytes a second time.
+func TestAppendNeverLandsOnAChangedObject(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	b, err := connect(ctx, mustParse(t, "gs://lab-runs/late"), observer.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "late/1/cout.txt"
+	out := []byte("0123456789abcdefghij")
+	if err := b.Put(ctx, key, bytes.NewReader(out[:10]), 10, ""); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := b.a.attrs(ctx, b.name, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(ctx, key, 10, bytes.NewReader(out[10:15]), 5); err != nil {
+		t.Fatal(err)
+	}
+	// The earlier call's size: refused before anything is sent.
+	if err := b.Append(ctx, key, 10, bytes.NewReader(out[10:15]), 5); err == nil || !strings.Contains(err.Error(), "holds 15 bytes, not 10") {
+		t.Errorf("append at a size the object no longer has: %v", err)
+	}
+	// The earlier call's compose, arriving late: the object and its
+	// temporary part are no longer at the generations it names.
+	tmp, err := b.put(ctx, key+".append-10", bytes.NewReader(out[10:15]), 5, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.a.compose(ctx, b.name, key, []composeSource{{key, stale.Generation}, {key + ".append-10", tmp.Generation}}, stale.Generation, "")
+	if statusOf(err) != http.StatusPreconditionFailed {
+		t.Errorf("late compose: %v, want HTTP 412", err)
+	}
+	if err := b.Append(ctx, key, 15, bytes.NewReader(out[15:]), 5); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := srv.Object("lab-runs", key); err != nil || !bytes.Equal(got, out) {
+		t.Fatalf("cout.txt = %q (%v), want %q", got, err, out)
 	}
 }
