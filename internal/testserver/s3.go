@@ -30,7 +30,8 @@ import (
 // In front of gofakes3 it does three things gofakes3 v1.2.0 does not,
 // so that the observer meets what AWS and MinIO do:
 //   - UploadPartCopy (a part copied from an existing object, x-amz-copy-source
-//     with a byte range), which the S3 observer's appends rely on; with
+//     with a byte range, refused past the object's end), which the S3
+//     observer's appends rely on; with
 //     NoPartCopy it answers 501 NotImplemented instead, as stores without it;
 //   - the access key and the region of each request's signature are
 //     checked (InvalidAccessKeyId, and AuthorizationHeaderMalformed with
@@ -305,6 +306,12 @@ func (s *S3) uploadPartCopy(w http.ResponseWriter, r *http.Request, next http.Ha
 		return
 	}
 	defer obj.Contents.Close()
+	if rng != nil && rng.End >= obj.Size {
+		// As AWS and MinIO: a range past the end of the source is
+		// refused, not cut short.
+		writeS3Error(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The requested range is not satisfiable", "")
+		return
+	}
 	size := obj.Size
 	if obj.Range != nil {
 		size = obj.Range.Length
