@@ -75,6 +75,9 @@ type Config struct {
 	Stdout, Stderr *os.File
 	Env            []string  // environment of the child before SACRED_* are added
 	Messages       io.Writer // informational lines ("started run 3"); nil: none
+	// Debug receives debug lines (-d): every failure of an observer, not
+	// only the first of a spell that stderr is told of; nil: none.
+	Debug io.Writer
 
 	// Cron and CI (summary.go). Quiet keeps the output and the messages
 	// off the terminal unless the run fails (--quiet-unless-fail; the
@@ -96,13 +99,14 @@ func Run(cfg Config) int {
 		msgs:   msgs,
 		warn:   msgs.to(cfg.Stderr),
 		note:   msgs.to(cfg.Messages),
+		debug:  msgs.to(cfg.Debug),
 		busy:   map[observer.Observer]bool{},
 		health: map[observer.Observer]*health{},
 	}
 	if cfg.Quiet != nil {
 		// The quiet buffer never blocks: lines go to it directly, in
 		// the order they are said.
-		r.warn, r.note = cfg.Quiet, cfg.Messages
+		r.warn, r.note, r.debug = cfg.Quiet, cfg.Messages, cfg.Debug
 	}
 	code := r.do()
 	msgs.close(messageWait)
@@ -124,12 +128,13 @@ const (
 )
 
 type run struct {
-	cfg  Config
-	msgs *messages
-	warn io.Writer // the user's stderr, through the message queue
-	note io.Writer // Config.Messages, through the message queue; may be nil
-	obs  []observer.Observer
-	id   string
+	cfg   Config
+	msgs  *messages
+	warn  io.Writer // the user's stderr, through the message queue
+	note  io.Writer // Config.Messages, through the message queue; may be nil
+	debug io.Writer // Config.Debug, through the message queue; may be nil
+	obs   []observer.Observer
+	id    string
 
 	// For the end of a run in cron and CI (summary.go).
 	startTime, stopTime time.Time
@@ -147,6 +152,13 @@ type run struct {
 
 func (r *run) say(format string, args ...any) {
 	fmt.Fprintf(r.warn, "sacred: "+format+"\n", args...)
+}
+
+// debugf prints a line that only -d shows.
+func (r *run) debugf(format string, args ...any) {
+	if r.debug != nil {
+		fmt.Fprintf(r.debug, "sacred: debug: "+format+"\n", args...)
+	}
 }
 
 // info prints a line that -l warning silences.

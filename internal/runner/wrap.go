@@ -39,7 +39,8 @@ func (r *run) wrap(obs []observer.Observer) []observer.Observer {
 }
 
 // reportStore turns a failure or a recovery of one store into a message:
-// the first failure after a healthy spell, and the recovery.
+// the first failure after a healthy spell, and the recovery. Every other
+// failure is a debug line (-d).
 func (r *run) reportStore(h *health, ev retry.Event) {
 	if r.quiet.Load() {
 		return
@@ -47,10 +48,13 @@ func (r *run) reportStore(h *health, ev retry.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
-	case ev.Err != nil && !h.failing:
+	case ev.Err != nil && h.failing:
+		r.debugf("observer %s: could not record %s of run %s again: %s", ev.Observer, opWords(ev.Op), r.id, oneLine(ev.Err))
+	case ev.Err != nil:
 		h.failing, h.troubled = true, true
 		h.announced++
 		if h.announced > maxTroubleLines {
+			r.debugf("observer %s: could not record %s of run %s: %s", ev.Observer, opWords(ev.Op), r.id, oneLine(ev.Err))
 			return
 		}
 		more := ""

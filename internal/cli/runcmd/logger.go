@@ -71,3 +71,12 @@ func (l *logger) infoWriter() io.Writer {
 	}
 	return io.Discard
 }
+
+// debugWriter is where the runner's debug lines go: stderr with -d (or
+// -l debug), nowhere otherwise.
+func (l *logger) debugWriter() io.Writer {
+	if l.level <= levelDebug {
+		return l.w
+	}
+	return nil
+}

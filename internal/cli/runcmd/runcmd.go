@@ -340,6 +340,7 @@ func (o *RunOptions) run(lg *logger) int {
 		Env:             o.Env,
 		Unbuffered:      o.Unbuffered,
 		Messages:        lg.infoWriter(),
+		Debug:           lg.debugWriter(),
 		Quiet:           o.quiet,
 		Ping:            o.Ping,
 		SummaryJSON:     o.SummaryJSON,
