@@ -101,7 +101,7 @@ func TestEndpointBackMidRun(t *testing.T) {
 	}
 	keys, _ := srv.Keys("lab-runs", "r/"+id+"/")
 	for _, k := range keys {
-		if strings.HasSuffix(k, ".append") {
+		if strings.Contains(k, ".append-") {
 			t.Errorf("temporary object %s left behind", k)
 		}
 	}
