@@ -359,6 +359,87 @@ func TestOutputInParts(t *testing.T) {
 	}
 }
 
+// slowLink is a store behind a link that cannot carry more than limit
+// bytes in one call: a larger request runs into the call's deadline.
+type slowLink struct {
+	appendingDir
+	limit int64
+	tries int
+}
+
+func (l *slowLink) Put(ctx context.Context, key string, src io.ReaderAt, size int64, ct string) error {
+	if strings.HasSuffix(key, layout.CoutFile) && size > l.limit {
+		l.tries++
+		return fmt.Errorf("writing %s: %w", key, context.DeadlineExceeded)
+	}
+	return l.appendingDir.Put(ctx, key, src, size, ct)
+}
+
+func (l *slowLink) Append(ctx context.Context, key string, size int64, src io.ReaderAt, n int64) error {
+	if n > l.limit {
+		l.tries++
+		return fmt.Errorf("appending to %s: %w", key, context.DeadlineExceeded)
+	}
+	return l.appendingDir.Append(ctx, key, size, src, n)
+}
+
+// TestPartsShrinkOnASlowLink: when a part cannot be sent within a call,
+// the next parts are smaller, so the output lands after a few calls
+// instead of never; every call sent again starts where the store says the
+// output got to, as the retry decorator does.
+func TestPartsShrinkOnASlowLink(t *testing.T) {
+	const chunk, limit = 64 << 10, 10 << 10
+	l := &slowLink{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: 1}}, limit: limit}
+	o, err := New(Config{Bucket: l, Name: "test store", Title: "test", TempDir: t.TempDir(), AppendChunk: chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := observertest.StartEvent()
+	start(t, o, ev)
+	out := observertest.NewOutput()
+	for i := 0; out.Size() < 3*chunk; i++ {
+		out.Append([]byte(fmt.Sprintf("line %d of output on a slow link\n", i)))
+	}
+	var from int64
+	calls := 0
+	for ; calls < 10; calls++ {
+		err := o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
+		if err == nil {
+			break
+		}
+		var stored *observer.OutputStored
+		if !errors.As(err, &stored) {
+			t.Fatalf("call %d: %v, without how far the output got", calls, err)
+		}
+		from = stored.Stored
+	}
+	if got, _ := os.ReadFile(filepath.Join(l.root, "1", "cout.txt")); !bytes.Equal(got, out.Bytes()) {
+		t.Fatalf("after %d calls cout.txt holds %d bytes, want the output's %d", calls, len(got), out.Size())
+	}
+	// 64 KiB, 32 KiB and 16 KiB parts run out of time; 8 KiB parts fit.
+	if l.tries != 3 {
+		t.Errorf("%d requests ran out of time, want 3 (64, 32 and 16 KiB)", l.tries)
+	}
+	// The link is fast again: parts sent well within their call's time
+	// grow back to AppendChunk.
+	l.limit = 1 << 30
+	stored := out.Size()
+	for out.Size() < 6*chunk {
+		out.Append([]byte("more output on a fast link\n"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: stored, To: out.Size()}); err != nil {
+		t.Fatal(err)
+	}
+	if o.part != chunk {
+		t.Errorf("the part is %d bytes after fast sends, want it back at %d", o.part, chunk)
+	}
+	if got, _ := os.ReadFile(filepath.Join(l.root, "1", "cout.txt")); !bytes.Equal(got, out.Bytes()) {
+		t.Fatalf("cout.txt holds %d bytes, want the output's %d", len(got), out.Size())
+	}
+}
+
 // misplacingBucket spoils cout.txt once, as an append that landed on an
 // object changed by a late request does, and says so.
 type misplacingBucket struct {
@@ -479,5 +560,39 @@ func TestCleanPrefix(t *testing.T) {
 		if _, err := CleanPrefix(bad); err == nil {
 			t.Errorf("CleanPrefix(%q) accepted", bad)
 		}
+	}
+}
+
+// TestFitPart: a part that ran out of time shrinks the next ones only if
+// it had most of the call's time; a quick one grows them back.
+func TestFitPart(t *testing.T) {
+	o, err := New(Config{Bucket: &dirBucket{root: t.TempDir()}, AppendChunk: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(-time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	const budget = 30 * time.Second
+	late := fmt.Errorf("appending: %w", context.DeadlineExceeded)
+	o.fitPart(ctx, budget, deadline.Add(-5*time.Second), late)
+	if o.part != 64<<20 {
+		t.Errorf("a part begun 5 s before the end of a 30 s call shrank the parts to %d", o.part)
+	}
+	o.fitPart(ctx, budget, deadline.Add(-20*time.Second), late)
+	if o.part != 32<<20 {
+		t.Errorf("a part begun 20 s before the end of a 30 s call left the parts at %d, want 32 MiB", o.part)
+	}
+	for range 10 {
+		o.fitPart(ctx, budget, deadline.Add(-budget), late)
+	}
+	if o.part != 1<<20 {
+		t.Errorf("parts at %d after many parts out of time, want the floor 1 MiB", o.part)
+	}
+	live, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	o.fitPart(live, time.Hour, time.Now(), nil)
+	if o.part != 2<<20 {
+		t.Errorf("a quick part left the parts at %d, want 2 MiB", o.part)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sacred-go/sacred/pkg/observer"
 	"github.com/sacred-go/sacred/pkg/observer/file/layout"
@@ -44,15 +45,19 @@ type Config struct {
 	// TempDir holds the local copy of metrics.json ("": the system's).
 	TempDir string
 	// AppendChunk is the most output one request sends to a store that
-	// appends (0: DefaultAppendChunk; never less than its MinAppendSize).
+	// appends (0: DefaultAppendChunk). A part that runs into the call's
+	// deadline although it began with most of the call's time halves the
+	// size of the next ones, down to AppendChunk/64; a part sent in under
+	// a quarter of the call's time doubles it again, up to AppendChunk.
 	AppendChunk int64
 }
 
 // DefaultAppendChunk: a beat's output goes in requests of at most 64 MiB.
 // What a call stored before its deadline stays stored and the call sent
 // again goes on from there, so a burst of output larger than one call can
-// upload (1 GiB written in seconds, a slow link) is stored in a few calls
-// instead of being sent whole again at each try and never landing. Each
+// upload (1 GiB written in seconds) is stored in a few calls instead of
+// being sent whole again at each try and never landing; on a link too slow
+// for 64 MiB in one call the parts shrink (see Config.AppendChunk). Each
 // request also costs the store a server-side copy or compose of the
 // object, which is why the parts are not smaller.
 const DefaultAppendChunk = 64 << 20
@@ -108,6 +113,8 @@ type Observer struct {
 	coutBroken bool
 	// noAppend is set once the store refused a server-side append.
 	noAppend bool
+	// part is the size of the next part of output (see AppendChunk).
+	part int64
 }
 
 var _ observer.Observer = (*Observer)(nil)
@@ -132,7 +139,7 @@ func New(cfg Config) (*Observer, error) {
 	if cfg.AppendChunk <= 0 {
 		cfg.AppendChunk = DefaultAppendChunk
 	}
-	return &Observer{cfg: cfg}, nil
+	return &Observer{cfg: cfg, part: cfg.AppendChunk}, nil
 }
 
 // Name is the name given in Config.
@@ -448,36 +455,60 @@ func (o *Observer) putOutput(ctx context.Context, key string, out observer.Outpu
 		return to, nil
 	}
 	minAppend := ap.MinAppendSize()
-	chunk := max(o.cfg.AppendChunk, minAppend)
+	var budget time.Duration // the time the call has for the output
+	if deadline, ok := ctx.Deadline(); ok {
+		budget = time.Until(deadline)
+	}
 	for from < to {
-		end := min(to, from+chunk)
-		if from == 0 || from < minAppend {
+		var err error
+		end := min(to, from+o.part)
+		rewrite := from == 0 || from < minAppend
+		began := time.Now()
+		if rewrite {
 			// Too small to append to: rewritten, up to a size that can
 			// be appended to next.
-			if err := o.cfg.Bucket.Put(ctx, key, sectionOf(out, 0, end), end, typeText); err != nil {
-				return from, err
-			}
-			o.coutBroken = false // a start of the output again
-			from = end
-			continue
+			end = min(to, max(end, minAppend))
+			err = o.cfg.Bucket.Put(ctx, key, sectionOf(out, 0, end), end, typeText)
+		} else {
+			err = ap.Append(ctx, key, from, sectionOf(out, from, end-from), end-from)
 		}
-		err := ap.Append(ctx, key, from, sectionOf(out, from, end-from), end-from)
-		if errors.Is(err, ErrAppendMisplaced) {
+		o.fitPart(ctx, budget, began, err)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrAppendMisplaced):
 			fmt.Fprintf(o.cfg.Warn, "sacred: %s: an append to cout.txt landed on an object changed meanwhile (%v): it is written again from the start\n", o.cfg.Name, err)
 			o.coutBroken = true
 			return 0, err
-		}
-		if errors.Is(err, ErrAppendUnsupported) {
+		case errors.Is(err, ErrAppendUnsupported):
 			o.noAppend = true
 			fmt.Fprintf(o.cfg.Warn, "sacred: %s: the store cannot append on the server side (%v): cout.txt is rewritten whole at every beat from now on, which costs as much as the output so far\n", o.cfg.Name, err)
 			return o.putOutput(ctx, key, out, from, to)
-		}
-		if err != nil {
+		default:
 			return from, err
+		}
+		if rewrite {
+			o.coutBroken = false // a start of the output again
 		}
 		from = end
 	}
 	return to, nil
+}
+
+// fitPart adapts the size of the next part of output to the link: half
+// after a part that ran into the deadline although it began with more
+// than half of the time the call had for the output (a part that began
+// late in the call says nothing of the link), double after one sent in
+// under a quarter of that time.
+func (o *Observer) fitPart(ctx context.Context, budget time.Duration, began time.Time, err error) {
+	deadline, bounded := ctx.Deadline()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		if !bounded || 2*deadline.Sub(began) > budget {
+			o.part = max(o.part/2, o.cfg.AppendChunk/64)
+		}
+	case err == nil && bounded && 4*time.Since(began) < budget:
+		o.part = min(o.part*2, o.cfg.AppendChunk)
+	}
 }
 
 // writeInfo stores info.json when it changed.
