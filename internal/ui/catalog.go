@@ -39,9 +39,8 @@ type catalog struct {
 
 	// The newest runs, read beside the first full scan so that the
 	// table's default first page need not wait for it (selectHead).
-	head      []*observer.Run // oldest first: the last headSize runs listed
+	head      []*observer.Run // oldest first: the last headSize runs listed; nil until read
 	headTotal int             // the runs listed
-	headOK    bool            // head and headTotal are set
 	headDone  chan struct{}   // closed once the head is read or given up
 
 	wake    chan struct{} // a request wants a scan
@@ -207,7 +206,7 @@ func (c *catalog) readHead(ctx context.Context) {
 		}
 	}
 	c.mu.Lock()
-	c.head, c.headTotal, c.headOK = head, len(ids)-len(gone), true
+	c.head, c.headTotal = head, len(ids)-len(gone) // non-nil: read
 	c.mu.Unlock()
 }
 
@@ -220,7 +219,7 @@ func (c *catalog) newest() (runs []*observer.Run, total int, ok bool) {
 	case <-c.loaded:
 		c.mu.RLock()
 		defer c.mu.RUnlock()
-		if c.snapshot == nil && c.loadErr != nil {
+		if c.scanFailedLocked() != nil {
 			return nil, 0, false
 		}
 		return c.snapshot, len(c.snapshot), true
@@ -228,7 +227,7 @@ func (c *catalog) newest() (runs []*observer.Run, total int, ok bool) {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.head, c.headTotal, c.headOK
+	return c.head, c.headTotal, c.head != nil
 }
 
 // waitHead blocks until the head is read (or given up) or the first scan
@@ -249,13 +248,19 @@ func (c *catalog) wait(ctx context.Context) error {
 	case <-c.loaded:
 		c.mu.RLock()
 		defer c.mu.RUnlock()
-		if c.snapshot == nil && c.loadErr != nil {
-			return c.loadErr
-		}
-		return nil
+		return c.scanFailedLocked()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// scanFailedLocked is the error of a first scan that read nothing, or
+// nil; c.mu is held.
+func (c *catalog) scanFailedLocked() error {
+	if c.snapshot == nil {
+		return c.loadErr
+	}
+	return nil
 }
 
 // runs returns the current snapshot (store order) and its version.
