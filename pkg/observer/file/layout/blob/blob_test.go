@@ -73,6 +73,29 @@ func start(t *testing.T, o observer.Observer, ev *observer.StartEvent) string {
 	return id
 }
 
+// beats starts a run on o and returns its output and a beat that sends
+// [from, the output's size) with ctx, as the retry decorator does.
+func beats(t *testing.T, o *Observer) (*observertest.Output, func(ctx context.Context, from int64) error) {
+	t.Helper()
+	ev := observertest.StartEvent()
+	start(t, o, ev)
+	out := observertest.NewOutput()
+	return out, func(ctx context.Context, from int64) error {
+		return o.Heartbeat(ctx, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
+	}
+}
+
+// newChunked returns an observer over b whose parts of output are at most
+// chunk bytes.
+func newChunked(t *testing.T, b Bucket, chunk int64) *Observer {
+	t.Helper()
+	o, err := New(Config{Bucket: b, Name: "test store", Title: "test", TempDir: t.TempDir(), AppendChunk: chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // drive sends the same run to an observer: sources, config, three beats
 // with output, metrics and info, an artifact and a resource, then the end.
 func drive(t *testing.T, o observer.Observer, ev *observer.StartEvent, dir string) string {
@@ -245,13 +268,8 @@ func TestOutputRepeatAfterLostAnswer(t *testing.T) {
 	for _, minAppend := range []int64{1, 1 << 20} {
 		t.Run(fmt.Sprint(minAppend), func(t *testing.T) {
 			lb := &landedBucket{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: minAppend}}}
-			o := newObserver(t, lb, "", io.Discard)
-			ev := observertest.StartEvent()
-			start(t, o, ev)
-			out := observertest.NewOutput()
-			beat := func(from int64) error {
-				return o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
-			}
+			out, beatCtx := beats(t, newObserver(t, lb, "", io.Discard))
+			beat := func(from int64) error { return beatCtx(context.Background(), from) }
 			out.Append([]byte("one\n"))
 			if err := beat(0); err != nil {
 				t.Fatal(err)
@@ -313,21 +331,13 @@ func (p *partsBucket) Append(ctx context.Context, key string, size int64, src io
 func TestOutputInParts(t *testing.T) {
 	const minAppend, chunk = 1 << 10, 4 << 10
 	pb := &partsBucket{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: minAppend}}, failAt: 2}
-	o, err := New(Config{Bucket: pb, Name: "test store", Title: "test", TempDir: t.TempDir(), AppendChunk: chunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := observertest.StartEvent()
-	start(t, o, ev)
-	out := observertest.NewOutput()
+	out, beatCtx := beats(t, newChunked(t, pb, chunk))
 	for i := 0; out.Size() < 6*chunk+100; i++ {
 		out.Append([]byte(fmt.Sprintf("line %d of a burst of output\n", i)))
 	}
-	beat := func() error {
-		return o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: 0, To: out.Size()})
-	}
+	beat := func() error { return beatCtx(context.Background(), 0) }
 	// Rewrite [0, 4K), append [4K, 8K), append [8K, 12K) fails.
-	err = beat()
+	err := beat()
 	if err == nil {
 		t.Fatal("the failed part was not reported")
 	}
@@ -390,20 +400,15 @@ func (l *slowLink) Append(ctx context.Context, key string, size int64, src io.Re
 func TestPartsShrinkOnASlowLink(t *testing.T) {
 	const chunk, limit = 64 << 10, 10 << 10
 	l := &slowLink{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: 1}}, limit: limit}
-	o, err := New(Config{Bucket: l, Name: "test store", Title: "test", TempDir: t.TempDir(), AppendChunk: chunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := observertest.StartEvent()
-	start(t, o, ev)
-	out := observertest.NewOutput()
+	o := newChunked(t, l, chunk)
+	out, beat := beats(t, o)
 	for i := 0; out.Size() < 3*chunk; i++ {
 		out.Append([]byte(fmt.Sprintf("line %d of output on a slow link\n", i)))
 	}
 	var from int64
 	calls := 0
 	for ; calls < 10; calls++ {
-		err := o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
+		err := beat(context.Background(), from)
 		if err == nil {
 			break
 		}
@@ -429,7 +434,7 @@ func TestPartsShrinkOnASlowLink(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	if err := o.Heartbeat(ctx, &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: stored, To: out.Size()}); err != nil {
+	if err := beat(ctx, stored); err != nil {
 		t.Fatal(err)
 	}
 	if o.part != chunk {
@@ -462,13 +467,8 @@ func (m *misplacingBucket) Append(ctx context.Context, key string, size int64, s
 func TestMisplacedAppendRewritesFromTheStart(t *testing.T) {
 	mb := &misplacingBucket{appendingDir: appendingDir{&dirBucket{root: t.TempDir(), minAppend: 1}}}
 	var warn bytes.Buffer
-	o := newObserver(t, mb, "", &warn)
-	ev := observertest.StartEvent()
-	start(t, o, ev)
-	out := observertest.NewOutput()
-	beat := func(from int64) error {
-		return o.Heartbeat(context.Background(), &observer.HeartbeatEvent{BeatTime: ev.Time, Output: out, From: from, To: out.Size()})
-	}
+	out, beatCtx := beats(t, newObserver(t, mb, "", &warn))
+	beat := func(from int64) error { return beatCtx(context.Background(), from) }
 	out.Append([]byte("one\n"))
 	if err := beat(0); err != nil {
 		t.Fatal(err)
